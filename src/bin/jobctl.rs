@@ -1,0 +1,6 @@
+use clap::Parser;
+use jobd::cli::JobctlArgs;
+
+fn main() {
+    let _ = JobctlArgs::parse();
+}

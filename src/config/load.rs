@@ -1,0 +1,886 @@
+//! From the YAML tree to the validated model, collecting every problem on the way.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use super::error::{ConfigError, Problem, ProblemKind};
+use super::{
+    CatchUp, Command, Config, DEFAULT_KILL_GRACE, DEFAULT_RETRY_DELAY, DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_WORKERS, Host, Job, OnOverlap, RunSpec, Spool, Task,
+};
+use crate::duration;
+use crate::schedule::Schedule;
+use crate::suggest;
+use crate::yaml::{self, Node, Pos, Value};
+
+const TOP_KEYS: &[&str] = &[
+    "timezone",
+    "shutdown_grace",
+    "state_dir",
+    "socket",
+    "defaults",
+    "jobs",
+    "spool",
+    "tasks",
+];
+/// What `defaults:`, jobs and tasks share: how to start a process.
+const RUN_KEYS: &[&str] = &["workdir", "env", "timeout", "kill_grace", "user", "group"];
+const JOB_KEYS: &[&str] = &[
+    "schedule",
+    "every",
+    "offset",
+    "command",
+    "workdir",
+    "env",
+    "timeout",
+    "kill_grace",
+    "user",
+    "group",
+    "max_instances",
+    "on_overlap",
+    "environments",
+    "catch_up",
+];
+const TASK_KEYS: &[&str] = &[
+    "command",
+    "workdir",
+    "env",
+    "timeout",
+    "kill_grace",
+    "user",
+    "group",
+    "retries",
+    "retry_delay",
+    "max_instances",
+];
+const SPOOL_KEYS: &[&str] = &["dir", "workers", "allow_users", "allow_groups"];
+
+/// Parse and validate jobfile text. `file` is the jobfile's absolute path: relative
+/// paths in it resolve against its folder.
+pub fn parse(
+    text: &str,
+    file: &Path,
+    environment: Option<&str>,
+    host: &Host,
+) -> Result<Config, ConfigError> {
+    let mut check = Checker::default();
+    let config = match yaml::parse(text) {
+        Ok(root) => check.config(&root, file, environment, host),
+        Err(err) => {
+            check.report(err.pos, ProblemKind::Syntax(err.message));
+            None
+        }
+    };
+    // Checks run section by section; the user reads the file top to bottom.
+    check
+        .problems
+        .sort_by_key(|p| p.pos.map(|pos| (pos.line, pos.column)));
+    match config {
+        Some(config) if check.problems.is_empty() => Ok(config),
+        _ => Err(ConfigError {
+            file: file.to_path_buf(),
+            problems: check.problems,
+        }),
+    }
+}
+
+/// A mapping's entries by key, after unknown keys were reported.
+struct Fields<'a> {
+    entries: Vec<(&'a str, &'a Node, &'a Node)>,
+    /// Keys suggested for misspelt ones: a missing key that was suggested is a typo
+    /// already reported, not a second problem.
+    suggested: Vec<&'static str>,
+}
+
+impl<'a> Fields<'a> {
+    fn get(&self, key: &str) -> Option<&'a Node> {
+        self.entries
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, _, value)| *value)
+    }
+
+    fn misspelt(&self, key: &str) -> bool {
+        self.suggested.contains(&key)
+    }
+}
+
+/// The settings of `defaults:`, or of one job or task, before merging.
+#[derive(Default)]
+struct RunParts {
+    workdir: Option<PathBuf>,
+    env: BTreeMap<String, String>,
+    timeout: Option<Duration>,
+    kill_grace: Option<Duration>,
+    user: Option<String>,
+    group: Option<String>,
+}
+
+#[derive(Default)]
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn report(&mut self, pos: Option<Pos>, kind: ProblemKind) {
+        self.problems.push(Problem { pos, kind });
+    }
+
+    fn bad(&mut self, node: &Node, path: &str, reason: impl Into<String>) {
+        self.report(
+            Some(node.pos),
+            ProblemKind::BadValue {
+                path: path.to_string(),
+                reason: reason.into(),
+            },
+        );
+    }
+
+    fn wrong_type(&mut self, node: &Node, path: &str, expected: &'static str) {
+        self.report(
+            Some(node.pos),
+            ProblemKind::WrongType {
+                path: path.to_string(),
+                expected,
+                found: node.value.kind(),
+            },
+        );
+    }
+
+    fn config(
+        &mut self,
+        root: &Node,
+        file: &Path,
+        environment: Option<&str>,
+        host: &Host,
+    ) -> Option<Config> {
+        let dir = file.parent().unwrap_or(Path::new("/"));
+        if root.value == Value::Null {
+            self.bad(
+                root,
+                "the jobfile",
+                "it is empty; it needs at least `jobs:` or `tasks:`",
+            );
+            return None;
+        }
+        let top = self.fields(root, "the jobfile", TOP_KEYS)?;
+
+        let timezone = match top.get("timezone") {
+            Some(node) => self.timezone(node).unwrap_or(Tz::UTC),
+            None => host
+                .local_zone
+                .as_deref()
+                .and_then(|name| name.parse().ok())
+                .unwrap_or(Tz::UTC),
+        };
+        let shutdown_grace = top
+            .get("shutdown_grace")
+            .and_then(|n| self.duration(n, "shutdown_grace"))
+            .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
+        let state_dir = match top.get("state_dir") {
+            Some(node) => self.path(node, "state_dir", dir).unwrap_or_default(),
+            None => host
+                .state_directory
+                .clone()
+                .unwrap_or_else(|| dir.join(".jobd")),
+        };
+        let socket = match top.get("socket") {
+            Some(node) => self.path(node, "socket", dir).unwrap_or_default(),
+            None => host
+                .runtime_directory
+                .clone()
+                .unwrap_or_else(|| state_dir.clone())
+                .join("jobd.sock"),
+        };
+        let defaults = match top.get("defaults") {
+            Some(node) => self.run_parts(node, "defaults", RUN_KEYS, dir),
+            None => RunParts::default(),
+        };
+        let spool = self.spool(top.get("spool"), &state_dir, dir);
+
+        let job_entries = match top.get("jobs") {
+            Some(node) => self.named_entries(node, "jobs"),
+            None => Vec::new(),
+        };
+        let task_entries = match top.get("tasks") {
+            Some(node) => self.named_entries(node, "tasks"),
+            None => Vec::new(),
+        };
+        for (name, key, _) in &task_entries {
+            if let Some((_, job_key, _)) = job_entries.iter().find(|(job, _, _)| job == name) {
+                self.report(
+                    Some(key.pos),
+                    ProblemKind::NameClash {
+                        name: name.to_string(),
+                        first: job_key.pos,
+                    },
+                );
+            }
+        }
+        let jobs: Vec<Job> = job_entries
+            .iter()
+            .filter_map(|(name, key, body)| {
+                self.job(name, key, body, &defaults, timezone, environment, dir)
+            })
+            .collect();
+        let tasks: Vec<Task> = task_entries
+            .iter()
+            .filter_map(|(name, key, body)| self.task(name, key, body, &defaults, dir))
+            .collect();
+
+        Some(Config {
+            file: file.to_path_buf(),
+            environment: environment.map(str::to_string),
+            timezone,
+            shutdown_grace,
+            state_dir,
+            socket,
+            jobs,
+            spool: spool?,
+            tasks,
+        })
+    }
+
+    /// Check that `node` is a mapping (nothing counts as an empty one) whose keys are
+    /// strings from `allowed`, reporting the others with the key probably meant.
+    fn fields<'a>(
+        &mut self,
+        node: &'a Node,
+        path: &str,
+        allowed: &'static [&'static str],
+    ) -> Option<Fields<'a>> {
+        let entries = match &node.value {
+            Value::Map(entries) => entries,
+            Value::Null => {
+                return Some(Fields {
+                    entries: Vec::new(),
+                    suggested: Vec::new(),
+                });
+            }
+            _ => {
+                self.wrong_type(node, path, "a mapping of `key: value` lines");
+                return None;
+            }
+        };
+        let mut fields = Fields {
+            entries: Vec::with_capacity(entries.len()),
+            suggested: Vec::new(),
+        };
+        for (key, value) in entries {
+            let Value::Str(name) = &key.value else {
+                self.wrong_type(key, path, "a key name");
+                continue;
+            };
+            if allowed.contains(&name.as_str()) {
+                fields.entries.push((name, key, value));
+            } else {
+                let suggestion = suggest::closest(name, allowed.iter().copied());
+                fields.suggested.extend(suggestion);
+                self.report(
+                    Some(key.pos),
+                    ProblemKind::UnknownKey {
+                        path: path.to_string(),
+                        key: name.clone(),
+                        suggestion: suggestion.map(str::to_string),
+                        allowed: allowed.to_vec(),
+                    },
+                );
+            }
+        }
+        Some(fields)
+    }
+
+    /// The entries of `jobs:` or `tasks:`: a mapping from names to settings. A bad name
+    /// is reported, and its settings are still checked.
+    fn named_entries<'a>(
+        &mut self,
+        node: &'a Node,
+        section: &str,
+    ) -> Vec<(&'a str, &'a Node, &'a Node)> {
+        let entries = match &node.value {
+            Value::Map(entries) => entries,
+            Value::Null => return Vec::new(),
+            _ => {
+                self.wrong_type(node, section, "a mapping from names to settings");
+                return Vec::new();
+            }
+        };
+        let mut named = Vec::with_capacity(entries.len());
+        for (key, body) in entries {
+            let Value::Str(name) = &key.value else {
+                self.wrong_type(key, section, "a name");
+                continue;
+            };
+            if !valid_name(name) {
+                self.bad(
+                    key,
+                    section,
+                    format!(
+                        "`{name}` is not a valid name: use letters, digits, `_`, `-` and `.`, \
+                         starting with a letter or digit, at most {MAX_NAME_LEN} characters"
+                    ),
+                );
+            }
+            named.push((name.as_str(), key, body));
+        }
+        named
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn job(
+        &mut self,
+        name: &str,
+        key: &Node,
+        body: &Node,
+        defaults: &RunParts,
+        timezone: Tz,
+        environment: Option<&str>,
+        dir: &Path,
+    ) -> Option<Job> {
+        let path = format!("jobs.{name}");
+        let fields = self.fields(body, &path, JOB_KEYS)?;
+        let parts = self.run_parts_of(&fields, &path, dir);
+        let command = self.required_command(&fields, &path, key);
+
+        let schedule = match (fields.get("schedule"), fields.get("every")) {
+            (Some(cron), Some(_)) => {
+                self.bad(
+                    cron,
+                    &path,
+                    "has both `schedule:` and `every:`; a job takes one or the other",
+                );
+                None
+            }
+            (Some(cron), None) => {
+                if let Some(offset) = fields.get("offset") {
+                    self.bad(
+                        offset,
+                        &path,
+                        "`offset:` goes with `every:`, not `schedule:`",
+                    );
+                }
+                self.cron(cron, &format!("{path}.schedule"), timezone)
+            }
+            (None, Some(every)) => self.every(every, fields.get("offset"), &path),
+            (None, None) if fields.misspelt("schedule") || fields.misspelt("every") => None,
+            (None, None) => {
+                self.report(
+                    Some(key.pos),
+                    ProblemKind::BadValue {
+                        path: path.clone(),
+                        reason: "needs `schedule:` (a cron expression) or `every:` (an interval)"
+                            .to_string(),
+                    },
+                );
+                None
+            }
+        };
+        let max_instances = fields
+            .get("max_instances")
+            .and_then(|n| self.count(n, &format!("{path}.max_instances"), 1))
+            .unwrap_or(1);
+        let on_overlap = fields
+            .get("on_overlap")
+            .and_then(|n| {
+                self.choice(
+                    n,
+                    &format!("{path}.on_overlap"),
+                    &[
+                        ("skip", OnOverlap::Skip),
+                        ("queue", OnOverlap::Queue),
+                        ("replace", OnOverlap::Replace),
+                    ],
+                )
+            })
+            .unwrap_or(OnOverlap::Skip);
+        let catch_up = fields
+            .get("catch_up")
+            .and_then(|n| {
+                self.choice(
+                    n,
+                    &format!("{path}.catch_up"),
+                    &[("none", CatchUp::None), ("once", CatchUp::Once)],
+                )
+            })
+            .unwrap_or(CatchUp::None);
+        let environments = match fields.get("environments") {
+            Some(node) => {
+                let list = self.string_list(node, &format!("{path}.environments"))?;
+                if list.is_empty() {
+                    self.bad(
+                        node,
+                        &path,
+                        "`environments: []` would disable the job everywhere; \
+                         list the environments it runs in, or remove the job",
+                    );
+                }
+                Some(list)
+            }
+            None => None,
+        };
+        let enabled = match &environments {
+            None => true,
+            Some(list) => environment.is_some_and(|env| list.iter().any(|e| e == env)),
+        };
+        let (schedule, schedule_text) = schedule?;
+        Some(Job {
+            name: name.to_string(),
+            schedule,
+            schedule_text,
+            run: merge(defaults, parts, command?, dir),
+            max_instances,
+            on_overlap,
+            environments,
+            enabled,
+            catch_up,
+            pos: key.pos,
+        })
+    }
+
+    fn task(
+        &mut self,
+        name: &str,
+        key: &Node,
+        body: &Node,
+        defaults: &RunParts,
+        dir: &Path,
+    ) -> Option<Task> {
+        let path = format!("tasks.{name}");
+        let fields = self.fields(body, &path, TASK_KEYS)?;
+        let parts = self.run_parts_of(&fields, &path, dir);
+        let command = self.required_command(&fields, &path, key);
+        let retries = fields
+            .get("retries")
+            .and_then(|n| self.count(n, &format!("{path}.retries"), 0))
+            .unwrap_or(0);
+        let retry_delay = fields
+            .get("retry_delay")
+            .and_then(|n| self.duration(n, &format!("{path}.retry_delay")))
+            .unwrap_or(DEFAULT_RETRY_DELAY);
+        let max_instances = fields
+            .get("max_instances")
+            .and_then(|n| self.count(n, &format!("{path}.max_instances"), 1));
+        Some(Task {
+            name: name.to_string(),
+            run: merge(defaults, parts, command?, dir),
+            retries,
+            retry_delay,
+            max_instances,
+            pos: key.pos,
+        })
+    }
+
+    fn spool(&mut self, node: Option<&Node>, state_dir: &Path, dir: &Path) -> Option<Spool> {
+        let mut spool = Spool {
+            dir: state_dir.join("spool"),
+            workers: DEFAULT_WORKERS,
+            allow_users: Vec::new(),
+            allow_groups: Vec::new(),
+        };
+        let Some(node) = node else {
+            return Some(spool);
+        };
+        let fields = self.fields(node, "spool", SPOOL_KEYS)?;
+        if let Some(node) = fields.get("dir") {
+            spool.dir = self.path(node, "spool.dir", dir)?;
+        }
+        if let Some(node) = fields.get("workers") {
+            spool.workers = self.count(node, "spool.workers", 1)?;
+        }
+        if let Some(node) = fields.get("allow_users") {
+            spool.allow_users = self.string_list(node, "spool.allow_users")?;
+        }
+        if let Some(node) = fields.get("allow_groups") {
+            spool.allow_groups = self.string_list(node, "spool.allow_groups")?;
+        }
+        Some(spool)
+    }
+
+    fn run_parts(
+        &mut self,
+        node: &Node,
+        path: &str,
+        allowed: &'static [&'static str],
+        dir: &Path,
+    ) -> RunParts {
+        match self.fields(node, path, allowed) {
+            Some(fields) => self.run_parts_of(&fields, path, dir),
+            None => RunParts::default(),
+        }
+    }
+
+    fn run_parts_of(&mut self, fields: &Fields, path: &str, dir: &Path) -> RunParts {
+        let sub = |key: &str| format!("{path}.{key}");
+        RunParts {
+            workdir: fields
+                .get("workdir")
+                .and_then(|n| self.path(n, &sub("workdir"), dir)),
+            env: fields
+                .get("env")
+                .and_then(|n| self.env(n, &sub("env")))
+                .unwrap_or_default(),
+            timeout: fields.get("timeout").and_then(|n| {
+                let timeout = self.duration(n, &sub("timeout"))?;
+                if timeout.is_zero() {
+                    self.bad(n, &sub("timeout"), "must be longer than 0s");
+                    return None;
+                }
+                Some(timeout)
+            }),
+            kill_grace: fields
+                .get("kill_grace")
+                .and_then(|n| self.duration(n, &sub("kill_grace"))),
+            user: fields.get("user").and_then(|n| self.name(n, &sub("user"))),
+            group: fields
+                .get("group")
+                .and_then(|n| self.name(n, &sub("group"))),
+        }
+    }
+
+    fn required_command(&mut self, fields: &Fields, path: &str, key: &Node) -> Option<Command> {
+        match fields.get("command") {
+            Some(node) => self.command(node, &format!("{path}.command")),
+            None if fields.misspelt("command") => None,
+            None => {
+                self.report(
+                    Some(key.pos),
+                    ProblemKind::Missing {
+                        path: path.to_string(),
+                        key: "command",
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    fn command(&mut self, node: &Node, path: &str) -> Option<Command> {
+        match &node.value {
+            Value::Str(line) => {
+                if line.trim().is_empty() {
+                    self.bad(node, path, "the command is empty");
+                    return None;
+                }
+                if line.contains('\0') {
+                    self.bad(node, path, "the command contains a NUL character");
+                    return None;
+                }
+                Some(Command::Shell(line.clone()))
+            }
+            Value::Seq(items) => {
+                let mut argv = Vec::with_capacity(items.len());
+                for item in items {
+                    let arg = self.text(item, path)?;
+                    if arg.contains('\0') {
+                        self.bad(item, path, "an argument contains a NUL character");
+                        return None;
+                    }
+                    argv.push(arg);
+                }
+                match argv.first() {
+                    None => {
+                        self.bad(node, path, "the command list is empty; name a program");
+                        None
+                    }
+                    Some(program) if program.is_empty() => {
+                        self.bad(&items[0], path, "the program name is empty");
+                        None
+                    }
+                    Some(_) => Some(Command::Argv(argv)),
+                }
+            }
+            _ => {
+                self.wrong_type(
+                    node,
+                    path,
+                    "a list (`[program, arg, ...]`, run directly) or a string (run by /bin/sh -c)",
+                );
+                None
+            }
+        }
+    }
+
+    fn cron(&mut self, node: &Node, path: &str, timezone: Tz) -> Option<(Schedule, String)> {
+        let Value::Str(expr) = &node.value else {
+            self.wrong_type(
+                node,
+                path,
+                "a cron expression in quotes, like \"*/5 * * * *\"",
+            );
+            return None;
+        };
+        match Schedule::cron(expr, timezone) {
+            // A fixed reference keeps validation a function of the file alone; a pattern
+            // with no match after it has none at all (the fields have no year).
+            Ok(schedule) if schedule.next_after(chrono::DateTime::UNIX_EPOCH).is_none() => {
+                self.bad(
+                    node,
+                    path,
+                    format!("cron expression `{expr}` never fires: no date matches it"),
+                );
+                None
+            }
+            Ok(schedule) => Some((schedule, expr.trim().to_string())),
+            Err(err) => {
+                self.bad(node, path, format!("bad cron expression `{expr}`: {err}"));
+                None
+            }
+        }
+    }
+
+    fn every(
+        &mut self,
+        node: &Node,
+        offset: Option<&Node>,
+        path: &str,
+    ) -> Option<(Schedule, String)> {
+        let every_path = format!("{path}.every");
+        let period = self.duration(node, &every_path)?;
+        if period < Duration::from_millis(1) {
+            self.bad(node, &every_path, "must be at least 1ms");
+            return None;
+        }
+        let mut text = format!("every {}", duration::format(period));
+        let offset = match offset {
+            Some(n) => {
+                let offset = self.duration(n, &format!("{path}.offset"))?;
+                text.push_str(&format!(" offset {}", duration::format(offset)));
+                offset
+            }
+            None => Duration::ZERO,
+        };
+        Some((Schedule::every(period, offset), text))
+    }
+
+    fn timezone(&mut self, node: &Node) -> Option<Tz> {
+        let Value::Str(name) = &node.value else {
+            self.wrong_type(
+                node,
+                "timezone",
+                "an IANA time zone name like Europe/Amsterdam",
+            );
+            return None;
+        };
+        match name.parse::<Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                let hint =
+                    match suggest::closest(name, chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()))
+                    {
+                        Some(near) => format!("; did you mean `{near}`?"),
+                        None => " (use an IANA name like Europe/Amsterdam or UTC)".to_string(),
+                    };
+                self.bad(
+                    node,
+                    "timezone",
+                    format!("unknown time zone `{name}`{hint}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
+        match &node.value {
+            Value::Str(text) => match duration::parse(text) {
+                Ok(d) => Some(d),
+                Err(err) => {
+                    self.bad(node, path, err.to_string());
+                    None
+                }
+            },
+            Value::Int(n) => {
+                self.bad(
+                    node,
+                    path,
+                    format!("`{n}` has no unit; write it like {n}s or {n}ms"),
+                );
+                None
+            }
+            _ => {
+                self.wrong_type(node, path, "a duration like 250ms, 5s, 2m, 1h or 1d");
+                None
+            }
+        }
+    }
+
+    fn count(&mut self, node: &Node, path: &str, min: u32) -> Option<u32> {
+        match &node.value {
+            Value::Int(n) if *n >= i128::from(min) && *n <= i128::from(MAX_COUNT) => {
+                Some(*n as u32)
+            }
+            Value::Int(n) => {
+                self.bad(
+                    node,
+                    path,
+                    format!("{n} is out of range: use a whole number from {min} to {MAX_COUNT}"),
+                );
+                None
+            }
+            _ => {
+                self.wrong_type(node, path, "a whole number");
+                None
+            }
+        }
+    }
+
+    fn choice<T: Copy>(&mut self, node: &Node, path: &str, options: &[(&str, T)]) -> Option<T> {
+        let names = || options.iter().map(|(name, _)| *name);
+        let Value::Str(word) = &node.value else {
+            let list = names().collect::<Vec<_>>().join(" | ");
+            self.bad(
+                node,
+                path,
+                format!("expected one of {list}, found {}", node.value.kind()),
+            );
+            return None;
+        };
+        if let Some((_, value)) = options.iter().find(|(name, _)| name == word) {
+            return Some(*value);
+        }
+        let hint = match suggest::closest(word, names()) {
+            Some(near) => format!("; did you mean `{near}`?"),
+            None => format!(
+                " (choose one of {})",
+                names().collect::<Vec<_>>().join(", ")
+            ),
+        };
+        self.bad(node, path, format!("unknown value `{word}`{hint}"));
+        None
+    }
+
+    /// A string, or an integer taken as the digits written (`[sleep, 5]`). Other
+    /// scalars are refused: YAML turns `yes` into true and `1.10` into 1.1, and passing
+    /// those on would not be what the user wrote.
+    fn text(&mut self, node: &Node, path: &str) -> Option<String> {
+        match &node.value {
+            Value::Str(s) => Some(s.clone()),
+            Value::Int(n) => Some(n.to_string()),
+            Value::Bool(_) | Value::Float(_) | Value::Null => {
+                self.bad(
+                    node,
+                    path,
+                    format!(
+                        "found {}; put the value in quotes so that it is passed on exactly as written",
+                        node.value.kind()
+                    ),
+                );
+                None
+            }
+            _ => {
+                self.wrong_type(node, path, "a string");
+                None
+            }
+        }
+    }
+
+    /// A user or group name: a string, or a numeric id.
+    fn name(&mut self, node: &Node, path: &str) -> Option<String> {
+        let name = self.text(node, path)?;
+        if name.is_empty() {
+            self.bad(node, path, "is empty");
+            return None;
+        }
+        Some(name)
+    }
+
+    fn string_list(&mut self, node: &Node, path: &str) -> Option<Vec<String>> {
+        let Value::Seq(items) = &node.value else {
+            self.wrong_type(node, path, "a list like [a, b]");
+            return None;
+        };
+        items.iter().map(|item| self.text(item, path)).collect()
+    }
+
+    fn path(&mut self, node: &Node, path: &str, base: &Path) -> Option<PathBuf> {
+        let text = self.text(node, path)?;
+        if text.is_empty() {
+            self.bad(node, path, "the path is empty");
+            return None;
+        }
+        if text.contains('\0') {
+            self.bad(node, path, "the path contains a NUL character");
+            return None;
+        }
+        Some(base.join(text))
+    }
+
+    fn env(&mut self, node: &Node, path: &str) -> Option<BTreeMap<String, String>> {
+        let Value::Map(entries) = &node.value else {
+            if node.value == Value::Null {
+                return Some(BTreeMap::new());
+            }
+            self.wrong_type(node, path, "a mapping of NAME: value");
+            return None;
+        };
+        let mut env = BTreeMap::new();
+        for (key, value) in entries {
+            let Value::Str(name) = &key.value else {
+                self.wrong_type(key, path, "a variable name");
+                continue;
+            };
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                self.bad(key, path, format!("`{name}` is not a valid variable name"));
+                continue;
+            }
+            if name.starts_with("JOBD_") {
+                self.bad(
+                    key,
+                    path,
+                    format!("`{name}`: variables starting with JOBD_ are set by jobd itself"),
+                );
+                continue;
+            }
+            let Some(text) = self.text(value, &format!("{path}.{name}")) else {
+                continue;
+            };
+            if text.contains('\0') {
+                self.bad(
+                    value,
+                    path,
+                    format!("the value of `{name}` contains a NUL character"),
+                );
+                continue;
+            }
+            env.insert(name.clone(), text);
+        }
+        Some(env)
+    }
+}
+
+const MAX_COUNT: u32 = 100_000;
+const MAX_NAME_LEN: usize = 100;
+
+/// Names end up in log prefixes, environment variables and file names: keep them to
+/// characters that are safe in all three.
+fn valid_name(name: &str) -> bool {
+    name.len() <= MAX_NAME_LEN
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// A job's or task's own settings over `defaults:`; `env` merges key by key.
+fn merge(defaults: &RunParts, own: RunParts, command: Command, dir: &Path) -> RunSpec {
+    let mut env = defaults.env.clone();
+    env.extend(own.env);
+    RunSpec {
+        command,
+        workdir: own
+            .workdir
+            .or_else(|| defaults.workdir.clone())
+            .unwrap_or_else(|| dir.to_path_buf()),
+        env,
+        timeout: own.timeout.or(defaults.timeout),
+        kill_grace: own
+            .kill_grace
+            .or(defaults.kill_grace)
+            .unwrap_or(DEFAULT_KILL_GRACE),
+        user: own.user.or_else(|| defaults.user.clone()),
+        group: own.group.or_else(|| defaults.group.clone()),
+    }
+}

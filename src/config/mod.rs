@@ -1,0 +1,204 @@
+//! The jobfile as a validated model: everything the rest of jobd trusts without checking.
+
+mod error;
+mod load;
+mod read;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigError, Problem, ProblemKind};
+pub use load::parse;
+
+use crate::schedule::Schedule;
+use crate::yaml::Pos;
+
+/// Where jobd keeps its files when the jobfile does not say, and the zone it runs in
+/// when the jobfile names none: facts about the host, gathered once by the binary so
+/// that parsing stays a pure function of its inputs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Host {
+    /// systemd's `$STATE_DIRECTORY` (its first entry).
+    pub state_directory: Option<PathBuf>,
+    /// systemd's `$RUNTIME_DIRECTORY` (its first entry).
+    pub runtime_directory: Option<PathBuf>,
+    /// The system's IANA zone name, if it can be found.
+    pub local_zone: Option<String>,
+}
+
+impl Host {
+    pub fn from_env() -> Host {
+        let first_dir = |name| {
+            std::env::var_os(name)
+                .and_then(|v| std::env::split_paths(&v).next())
+                .filter(|p| !p.as_os_str().is_empty())
+        };
+        Host {
+            state_directory: first_dir("STATE_DIRECTORY"),
+            runtime_directory: first_dir("RUNTIME_DIRECTORY"),
+            local_zone: local_zone_name(),
+        }
+    }
+}
+
+/// `$TZ` if it names an IANA zone (as `Europe/Paris` or `:Europe/Paris`), else the zone
+/// behind /etc/localtime.
+fn local_zone_name() -> Option<String> {
+    if let Ok(tz) = std::env::var("TZ") {
+        let name = tz.trim_start_matches(':');
+        if name.parse::<chrono_tz::Tz>().is_ok() {
+            return Some(name.to_string());
+        }
+    }
+    iana_time_zone::get_timezone().ok()
+}
+
+/// A validated jobfile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The jobfile, as an absolute path.
+    pub file: PathBuf,
+    /// The environment jobd runs in (`-e`), which decides which jobs are enabled.
+    pub environment: Option<String>,
+    pub timezone: chrono_tz::Tz,
+    pub shutdown_grace: Duration,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+    /// In the order the jobfile lists them.
+    pub jobs: Vec<Job>,
+    pub spool: Spool,
+    pub tasks: Vec<Task>,
+}
+
+impl Config {
+    /// The folder the jobfile is in: relative paths and the default workdir start here.
+    pub fn dir(&self) -> &Path {
+        self.file.parent().unwrap_or(Path::new("/"))
+    }
+
+    pub fn job(&self, name: &str) -> Option<&Job> {
+        self.jobs.iter().find(|job| job.name == name)
+    }
+
+    pub fn task(&self, name: &str) -> Option<&Task> {
+        self.tasks.iter().find(|task| task.name == name)
+    }
+}
+
+/// A scheduled job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub name: String,
+    pub schedule: Schedule,
+    /// The schedule as the user wrote it (`*/5 * * * * *`, `every 250ms`), for display.
+    pub schedule_text: String,
+    pub run: RunSpec,
+    pub max_instances: u32,
+    pub on_overlap: OnOverlap,
+    /// `None`: every environment. Otherwise the job runs only in the ones listed.
+    pub environments: Option<Vec<String>>,
+    /// Whether the job runs in the environment jobd was started with.
+    pub enabled: bool,
+    pub catch_up: CatchUp,
+    /// Where the job is defined, for messages.
+    pub pos: Pos,
+}
+
+/// A kind of one-off job that a spool file may ask for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub name: String,
+    pub run: RunSpec,
+    pub retries: u32,
+    pub retry_delay: Duration,
+    /// `None`: only `spool.workers` limits how many run at once.
+    pub max_instances: Option<u32>,
+    pub pos: Pos,
+}
+
+/// How to start a process: what jobs and tasks share, after `defaults` are merged in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSpec {
+    pub command: Command,
+    pub workdir: PathBuf,
+    /// Added to jobd's own environment; `defaults.env` first, then the job's own.
+    pub env: BTreeMap<String, String>,
+    pub timeout: Option<Duration>,
+    pub kill_grace: Duration,
+    pub user: Option<String>,
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Executed directly, no shell.
+    Argv(Vec<String>),
+    /// Run by `/bin/sh -c`.
+    Shell(String),
+}
+
+impl Command {
+    /// The command as one line, for status output and logs.
+    pub fn display(&self) -> String {
+        match self {
+            Command::Shell(line) => line.clone(),
+            Command::Argv(argv) => argv
+                .iter()
+                .map(|arg| {
+                    if !arg.is_empty()
+                        && arg
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+                    {
+                        arg.clone()
+                    } else {
+                        format!("'{}'", arg.replace('\'', r"'\''"))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
+/// What to do when an instant comes while `max_instances` runs are still going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnOverlap {
+    /// Do not start this instant; log it.
+    Skip,
+    /// Keep one pending run (coalesced) and start it when a slot frees.
+    Queue,
+    /// Stop the oldest running instance, then start.
+    Replace,
+}
+
+/// What to do about instants missed while jobd was not running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUp {
+    None,
+    /// Run one missed instant at start-up.
+    Once,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spool {
+    pub dir: PathBuf,
+    pub workers: u32,
+    pub allow_users: Vec<String>,
+    pub allow_groups: Vec<String>,
+}
+
+/// Read and validate the jobfile at `path`.
+pub fn load(path: &Path, environment: Option<&str>, host: &Host) -> Result<Config, ConfigError> {
+    let (file, text) = read::read_jobfile(path)?;
+    parse(&text, &file, environment, host)
+}
+
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
+pub const DEFAULT_WORKERS: u32 = 2;
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests;

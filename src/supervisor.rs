@@ -1,0 +1,488 @@
+//! Running jobs: starting them under their overlap policy, their output, their timeouts,
+//! their end. The event loop feeds it events; it never blocks.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use log::{error, info, warn};
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+
+use crate::config::{Job, OnOverlap};
+use crate::duration;
+use crate::output::{Lines, LogBudget};
+use crate::process::{self, signal_group};
+use crate::record::{History, Outcome, RunRecord};
+
+/// Output read from one pipe per wake-up: a flooding child gets its turn, then the
+/// loop goes back to the timer and the other children.
+const READ_CHUNK: usize = 64 * 1024;
+/// Output still read from a run's pipes after its process exited, at most.
+const FINAL_DRAIN: usize = 256 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// What to do with an instant that has come, given what is already running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Start,
+    Skip,
+    /// Keep it pending (replacing any older pending instant) until a run ends.
+    Queue,
+    /// Stop the oldest running instance; start this one when it has ended.
+    Replace,
+}
+
+/// The one place that decides whether an instant of a job runs now. A later shared
+/// (multi-host) mode claims the instant here before it starts.
+pub fn decide(job: &Job, running: usize) -> Decision {
+    if running < job.max_instances as usize {
+        return Decision::Start;
+    }
+    match job.on_overlap {
+        OnOverlap::Skip => Decision::Skip,
+        OnOverlap::Queue => Decision::Queue,
+        OnOverlap::Replace => Decision::Replace,
+    }
+}
+
+struct Pipe {
+    fd: OwnedFd,
+    lines: Lines,
+}
+
+struct Run {
+    key: u64,
+    id: String,
+    job: String,
+    pid: Pid,
+    attempt: u32,
+    scheduled_at: DateTime<Utc>,
+    started_at: DateTime<Utc>,
+    kill_grace: Duration,
+    /// When the timeout sends SIGTERM.
+    deadline: Option<Instant>,
+    /// When SIGKILL follows a SIGTERM jobd sent.
+    kill_at: Option<Instant>,
+    timed_out: bool,
+    stdout: Option<Pipe>,
+    stderr: Option<Pipe>,
+    budget: LogBudget,
+}
+
+/// A process group whose leader has ended while other members lived on: they got
+/// SIGTERM and get SIGKILL at `kill_at`.
+struct Lingering {
+    pgid: Pid,
+    kill_at: Instant,
+}
+
+pub struct Supervisor {
+    runs: Vec<Run>,
+    /// Per job, the instant waiting for a free slot (on_overlap queue or replace).
+    pending: HashMap<String, DateTime<Utc>>,
+    lingering: Vec<Lingering>,
+    history: History,
+    /// Run ids are `<boot>-<n>`: unique across restarts without a clock or a counter on disk.
+    boot: u32,
+    next_key: u64,
+}
+
+impl Supervisor {
+    pub fn new(boot: u32) -> Supervisor {
+        Supervisor {
+            runs: Vec::new(),
+            pending: HashMap::new(),
+            lingering: Vec::new(),
+            history: History::default(),
+            boot,
+            next_key: 1,
+        }
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    pub fn running(&self) -> usize {
+        self.runs.len()
+    }
+
+    pub fn running_of(&self, job: &str) -> usize {
+        self.runs.iter().filter(|run| run.job == job).count()
+    }
+
+    /// An instant of `job` has come (`missed` earlier ones collapsed into it).
+    pub fn fire(&mut self, job: &Job, instant: DateTime<Utc>, missed: u64, now: Instant) {
+        if missed > 0 {
+            warn!(
+                "{}: woke late, {missed} earlier instant{} missed; running the one at {}",
+                job.name,
+                if missed == 1 { "" } else { "s" },
+                utc(instant)
+            );
+        }
+        match decide(job, self.running_of(&job.name)) {
+            Decision::Start => self.start(job, instant, now),
+            Decision::Skip => info!(
+                "{}: not starting the instant at {}: {} still running (on_overlap: skip)",
+                job.name,
+                utc(instant),
+                self.running_of(&job.name)
+            ),
+            Decision::Queue => self.queue(job, instant),
+            Decision::Replace => {
+                self.queue(job, instant);
+                if let Some(oldest) = self
+                    .runs
+                    .iter_mut()
+                    .find(|r| r.job == job.name && r.kill_at.is_none())
+                {
+                    info!(
+                        "{}[{}]: stopping it for the instant at {} (on_overlap: replace)",
+                        oldest.job,
+                        oldest.id,
+                        utc(instant)
+                    );
+                    stop(oldest, now);
+                }
+            }
+        }
+    }
+
+    fn queue(&mut self, job: &Job, instant: DateTime<Utc>) {
+        if let Some(older) = self.pending.insert(job.name.clone(), instant) {
+            info!(
+                "{}: the pending instant at {} is replaced by the one at {}",
+                job.name,
+                utc(older),
+                utc(instant)
+            );
+        } else {
+            info!(
+                "{}: the instant at {} waits until a running instance ends",
+                job.name,
+                utc(instant)
+            );
+        }
+    }
+
+    fn start(&mut self, job: &Job, scheduled_at: DateTime<Utc>, now: Instant) {
+        let key = self.next_key;
+        self.next_key += 1;
+        let id = format!("{:08x}-{key}", self.boot);
+        let attempt = 1;
+        let vars = [
+            ("JOBD_JOB", job.name.clone()),
+            ("JOBD_RUN_ID", id.clone()),
+            ("JOBD_SCHEDULED_AT", child_time(scheduled_at)),
+            ("JOBD_ATTEMPT", attempt.to_string()),
+        ];
+        let started_at = Utc::now();
+        match process::spawn(&job.run, &vars) {
+            Ok(spawned) => {
+                info!(
+                    "{}[{id}]: started pid {} for {}",
+                    job.name,
+                    spawned.pid,
+                    utc(scheduled_at)
+                );
+                self.runs.push(Run {
+                    key,
+                    id,
+                    job: job.name.clone(),
+                    pid: spawned.pid,
+                    attempt,
+                    scheduled_at,
+                    started_at,
+                    kill_grace: job.run.kill_grace,
+                    deadline: job.run.timeout.map(|t| now + t),
+                    kill_at: None,
+                    timed_out: false,
+                    stdout: Some(Pipe {
+                        fd: spawned.stdout,
+                        lines: Lines::default(),
+                    }),
+                    stderr: Some(Pipe {
+                        fd: spawned.stderr,
+                        lines: Lines::default(),
+                    }),
+                    budget: LogBudget::new(now),
+                });
+            }
+            Err(err) => {
+                error!("{}[{id}]: {err}", job.name);
+                self.history.push(RunRecord {
+                    job: job.name.clone(),
+                    run_id: id,
+                    attempt,
+                    scheduled_at,
+                    started_at,
+                    ended_at: started_at,
+                    outcome: Outcome::NotStarted(err.to_string()),
+                });
+            }
+        }
+    }
+
+    /// Every open output pipe, to poll for readability.
+    pub fn pipes(&self) -> impl Iterator<Item = (u64, Stream, BorrowedFd<'_>)> {
+        self.runs.iter().flat_map(|run| {
+            let out = run
+                .stdout
+                .as_ref()
+                .map(|p| (run.key, Stream::Stdout, p.fd.as_fd()));
+            let err = run
+                .stderr
+                .as_ref()
+                .map(|p| (run.key, Stream::Stderr, p.fd.as_fd()));
+            out.into_iter().chain(err)
+        })
+    }
+
+    /// A pipe is readable (or closed): read one chunk and log its lines.
+    pub fn read_output(&mut self, key: u64, stream: Stream, now: Instant) {
+        if let Some(run) = self.runs.iter_mut().find(|run| run.key == key) {
+            drain(run, stream, READ_CHUNK, now);
+        }
+    }
+
+    /// A process ended. Returns false when it is not one of the runs (an adopted
+    /// orphan, reaped and logged by the caller).
+    pub fn exited(&mut self, pid: Pid, status: WaitStatus, jobs: &[Job], now: Instant) -> bool {
+        let Some(index) = self.runs.iter().position(|run| run.pid == pid) else {
+            return false;
+        };
+        let mut run = self.runs.swap_remove(index);
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            drain(&mut run, stream, FINAL_DRAIN, now);
+            close(&mut run, stream);
+        }
+        if let Some(dropped) = run.budget.flush() {
+            warn!(
+                "{}[{}]: {dropped} lines of output not logged (too many per second)",
+                run.job, run.id
+            );
+        }
+        let outcome = match status {
+            WaitStatus::Exited(_, code) if !run.timed_out => Outcome::Exited(code),
+            WaitStatus::Signaled(_, signal, _) if !run.timed_out => {
+                Outcome::Signaled(signal as i32)
+            }
+            WaitStatus::Signaled(_, signal, _) => Outcome::TimedOut {
+                signal: Some(signal as i32),
+            },
+            _ => Outcome::TimedOut { signal: None },
+        };
+        let ended_at = Utc::now();
+        let took = (ended_at - run.started_at).to_std().unwrap_or_default();
+        let message = format!("{}[{}]: {outcome} after {}", run.job, run.id, human(took));
+        if outcome.success() {
+            info!("{message}");
+        } else {
+            warn!("{message}");
+        }
+        // Whatever the leader left in its group is stopped too: a job is its whole group.
+        if signal_group(run.pid, Signal::SIGTERM) {
+            warn!(
+                "{}[{}]: processes were left in its group; sent them SIGTERM",
+                run.job, run.id
+            );
+            self.lingering.push(Lingering {
+                pgid: run.pid,
+                kill_at: now + run.kill_grace,
+            });
+        }
+        self.history.push(RunRecord {
+            job: run.job.clone(),
+            run_id: run.id,
+            attempt: run.attempt,
+            scheduled_at: run.scheduled_at,
+            started_at: run.started_at,
+            ended_at,
+            outcome,
+        });
+        if let Some(job) = jobs.iter().find(|job| job.name == run.job) {
+            self.start_pending(job, now);
+        } else {
+            self.pending.remove(&run.job);
+        }
+        true
+    }
+
+    fn start_pending(&mut self, job: &Job, now: Instant) {
+        if !job.enabled || self.running_of(&job.name) >= job.max_instances as usize {
+            return;
+        }
+        if let Some(instant) = self.pending.remove(&job.name) {
+            self.start(job, instant, now);
+        }
+    }
+
+    /// The next moment a timeout or a kill is due, for the loop's poll timeout.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let runs = self.runs.iter().flat_map(|run| [run.deadline, run.kill_at]);
+        let lingering = self.lingering.iter().map(|l| Some(l.kill_at));
+        runs.chain(lingering).flatten().min()
+    }
+
+    /// Carry out the timeouts and kills that are due.
+    pub fn tick(&mut self, now: Instant) {
+        for run in &mut self.runs {
+            if run.deadline.is_some_and(|d| d <= now) {
+                run.deadline = None;
+                warn!(
+                    "{}[{}]: timed out; sending SIGTERM to its process group",
+                    run.job, run.id
+                );
+                run.timed_out = true;
+                stop(run, now);
+            }
+            if run.kill_at.is_some_and(|at| at <= now) {
+                run.kill_at = None;
+                warn!(
+                    "{}[{}]: still running {} after SIGTERM; sending SIGKILL",
+                    run.job,
+                    run.id,
+                    human(run.kill_grace)
+                );
+                signal_group(run.pid, Signal::SIGKILL);
+            }
+        }
+        self.lingering.retain(|l| {
+            if l.kill_at > now {
+                return true;
+            }
+            signal_group(l.pgid, Signal::SIGKILL);
+            false
+        });
+    }
+
+    /// Drop pending instants: jobd is shutting down.
+    pub fn forget_pending(&mut self) {
+        for (job, instant) in self.pending.drain() {
+            info!(
+                "{job}: the pending instant at {} will not run: shutting down",
+                utc(instant)
+            );
+        }
+    }
+
+    /// Send SIGTERM to every run not already stopping, SIGKILL after its kill_grace.
+    pub fn stop_all(&mut self, now: Instant) {
+        for run in self.runs.iter_mut().filter(|run| run.kill_at.is_none()) {
+            info!("{}[{}]: stopping it: shutting down", run.job, run.id);
+            stop(run, now);
+        }
+    }
+
+    /// SIGKILL every run and every lingering group now.
+    pub fn kill_all(&mut self) {
+        for run in &mut self.runs {
+            warn!("{}[{}]: killing it: shutting down", run.job, run.id);
+            run.kill_at = None;
+            signal_group(run.pid, Signal::SIGKILL);
+        }
+        for lingering in self.lingering.drain(..) {
+            signal_group(lingering.pgid, Signal::SIGKILL);
+        }
+    }
+
+    pub fn has_lingering(&self) -> bool {
+        !self.lingering.is_empty()
+    }
+}
+
+fn stop(run: &mut Run, now: Instant) {
+    signal_group(run.pid, Signal::SIGTERM);
+    run.kill_at = Some(now + run.kill_grace);
+}
+
+fn drain(run: &mut Run, stream: Stream, limit: usize, now: Instant) {
+    let pipe = match stream {
+        Stream::Stdout => &mut run.stdout,
+        Stream::Stderr => &mut run.stderr,
+    };
+    let Some(open) = pipe else { return };
+    let mut buf = [0u8; 16 * 1024];
+    let mut total = 0;
+    let mut ended = false;
+    while total < limit {
+        match nix::unistd::read(&open.fd, &mut buf) {
+            Ok(0) => {
+                ended = true;
+                break;
+            }
+            Ok(n) => {
+                total += n;
+                let (job, id, budget) = (&run.job, &run.id, &mut run.budget);
+                open.lines.push(&buf[..n], |line| {
+                    log_line(job, id, stream, line, budget, now)
+                });
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    if ended {
+        close(run, stream);
+    }
+}
+
+fn close(run: &mut Run, stream: Stream) {
+    let pipe = match stream {
+        Stream::Stdout => run.stdout.take(),
+        Stream::Stderr => run.stderr.take(),
+    };
+    if let Some(mut pipe) = pipe {
+        let (job, id, budget) = (&run.job, &run.id, &mut run.budget);
+        pipe.lines
+            .finish(|line| log_line(job, id, stream, line, budget, Instant::now()));
+    }
+}
+
+fn log_line(
+    job: &str,
+    id: &str,
+    stream: Stream,
+    line: &[u8],
+    budget: &mut LogBudget,
+    now: Instant,
+) {
+    let (allowed, dropped) = budget.take(now);
+    if let Some(dropped) = dropped {
+        warn!("{job}[{id}]: {dropped} lines of output not logged (too many per second)");
+    }
+    if !allowed {
+        return;
+    }
+    let text = String::from_utf8_lossy(line);
+    match stream {
+        Stream::Stdout => info!("{job}[{id}]: {text}"),
+        Stream::Stderr => warn!("{job}[{id}]: {text}"),
+    }
+}
+
+/// `JOBD_SCHEDULED_AT`: UTC with microseconds, one fixed width for every instant.
+pub fn child_time(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn utc(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+fn human(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        duration::format(Duration::from_millis(d.as_millis() as u64))
+    }
+}

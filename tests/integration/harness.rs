@@ -1,0 +1,206 @@
+//! Running the real binaries in temporary directories, and waiting for conditions.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+pub const JOBD: &str = env!("CARGO_BIN_EXE_jobd");
+
+/// A temporary directory with a jobfile in it.
+pub struct Dir {
+    pub tmp: TempDir,
+}
+
+impl Dir {
+    pub fn new(jobfile: &str) -> Dir {
+        let tmp = tempfile::Builder::new()
+            .prefix("jobd-test-")
+            .tempdir()
+            .unwrap();
+        fs::write(tmp.path().join("jobd.yaml"), jobfile).unwrap();
+        Dir { tmp }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    pub fn jobfile(&self) -> PathBuf {
+        self.join("jobd.yaml")
+    }
+
+    /// Run `jobd ARGS` in this directory to completion.
+    pub fn jobd(&self, args: &[&str]) -> Run {
+        let output = Command::new(JOBD)
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("JOBD_CONFIG")
+            .env_remove("JOBD_ENVIRONMENT")
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        Run {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            output,
+        }
+    }
+
+    /// Start the daemon on this directory's jobfile, its log going to `jobd.log`.
+    pub fn start(&self, args: &[&str]) -> Daemon {
+        let log = fs::File::create(self.join("jobd.log")).unwrap();
+        let child = Command::new(JOBD)
+            .arg("-c")
+            .arg(self.jobfile())
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("JOBD_CONFIG")
+            .env_remove("JOBD_ENVIRONMENT")
+            .env_remove("NOTIFY_SOCKET")
+            .env("JOBD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Daemon {
+            child: Some(child),
+            log: self.join("jobd.log"),
+        }
+    }
+
+    /// The lines of a file the jobs append to (empty if it does not exist yet).
+    pub fn lines(&self, name: &str) -> Vec<String> {
+        fs::read_to_string(self.join(name))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// A finished command, with what is needed to understand a failure.
+pub struct Run {
+    pub args: Vec<String>,
+    pub output: Output,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    #[track_caller]
+    pub fn code(&self, expected: i32) -> &Run {
+        assert_eq!(
+            self.output.status.code(),
+            Some(expected),
+            "jobd {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.args,
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+/// A running jobd, stopped (by PID) when dropped.
+pub struct Daemon {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().unwrap().id() as i32)
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait until the log contains `text`.
+    #[track_caller]
+    pub fn wait_log(&self, text: &str, within: Duration) {
+        if !eventually(within, || self.log().contains(text)) {
+            panic!("no `{text}` in the log within {within:?}:\n{}", self.log());
+        }
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).unwrap();
+    }
+
+    /// Wait for jobd to exit; its exit code.
+    #[track_caller]
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let child = self.child.as_mut().unwrap();
+        let status = wait_for(within, || child.try_wait().unwrap())
+            .unwrap_or_else(|| panic!("jobd did not exit within {within:?}:\n{}", self.log()));
+        self.child = None;
+        status.code()
+    }
+
+    /// SIGTERM, and the exit code once it has stopped.
+    #[track_caller]
+    pub fn stop(&mut self) -> Option<i32> {
+        self.signal(Signal::SIGTERM);
+        self.wait_exit(Duration::from_secs(30))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        if wait_for(Duration::from_secs(15), || child.try_wait().ok().flatten()).is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Poll `check` every 20 ms until it gives a value or `within` has passed.
+pub fn wait_for<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether a process is alive (zombies count as gone).
+pub fn alive(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next()),
+            Some("Z") | Some("X")
+        ),
+        Err(_) => false,
+    }
+}
+
+/// Wait for a condition on a bool; false if it never held.
+pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    wait_for(within, || check().then_some(())).is_some()
+}

@@ -1,0 +1,5 @@
+//! Integration tests: the real `jobd` binary in temporary directories.
+
+mod check;
+mod daemon;
+mod harness;
