@@ -169,6 +169,7 @@ fn max_concurrency(lines: &[String]) -> usize {
 fn max_instances_with_skip_and_queue() {
     let dir = Dir::new(
         r#"
+shutdown_grace: 2s
 jobs:
   skipper:
     every: 200ms
@@ -231,6 +232,7 @@ jobs:
 fn replace_stops_the_running_instance_and_starts_the_new_one() {
     let dir = Dir::new(
         r#"
+shutdown_grace: 1s
 jobs:
   replaced:
     every: 1s
@@ -264,6 +266,7 @@ jobs:
 fn a_timeout_kills_the_whole_group_even_when_sigterm_is_ignored() {
     let dir = Dir::new(
         r#"
+shutdown_grace: 1s
 jobs:
   stubborn:
     every: 500ms
@@ -330,6 +333,7 @@ jobs:
 fn a_flooding_child_neither_slows_other_jobs_nor_grows_jobd() {
     let dir = Dir::new(
         r#"
+shutdown_grace: 1s
 jobs:
   flooder:
     every: 100ms

@@ -157,7 +157,7 @@ impl Daemon {
     #[track_caller]
     pub fn stop(&mut self) -> Option<i32> {
         self.signal(Signal::SIGTERM);
-        self.wait_exit(Duration::from_secs(30))
+        self.wait_exit(Duration::from_secs(60))
     }
 }
 
