@@ -171,12 +171,12 @@ impl Schedule {
         match self {
             Schedule::Cron(cron) => cron.written.clone(),
             Schedule::Every(every) if every.offset.is_zero() => {
-                format!("every {}", format_duration(every.period))
+                format!("every {}", crate::duration::format(every.period))
             }
             Schedule::Every(every) => format!(
                 "every {} offset {}",
-                format_duration(every.period),
-                format_duration(every.offset)
+                crate::duration::format(every.period),
+                crate::duration::format(every.offset)
             ),
         }
     }
@@ -593,29 +593,6 @@ fn duration_from_nanos(nanos: u128) -> Duration {
 }
 
 /// Compact form such as `250ms`, `1h30m` or `36h`.
-fn format_duration(duration: Duration) -> String {
-    const UNITS: [(&str, u128); 6] = [
-        ("h", 3_600_000_000_000),
-        ("m", 60_000_000_000),
-        ("s", 1_000_000_000),
-        ("ms", 1_000_000),
-        ("us", 1_000),
-        ("ns", 1),
-    ];
-    let mut rest = duration.as_nanos();
-    if rest == 0 {
-        return "0s".to_string();
-    }
-    let mut text = String::new();
-    for (unit, size) in UNITS {
-        if rest >= size {
-            text.push_str(&format!("{}{unit}", rest / size));
-            rest %= size;
-        }
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1389,7 +1366,7 @@ mod tests {
         assert_eq!(cron(Tz::UTC, "  @daily ").describe(), "@daily");
         assert_eq!(cron(Tz::UTC, "0 2 * * mon").describe(), "0 2 * * mon");
         assert_eq!(every(250, 0).describe(), "every 250ms");
-        assert_eq!(every(36 * 3_600_000, 0).describe(), "every 36h");
+        assert_eq!(every(36 * 3_600_000, 0).describe(), "every 1d12h");
         assert_eq!(every(90_000, 0).describe(), "every 1m30s");
         assert_eq!(
             every(3_600_000, 75 * 60_000).describe(),

@@ -425,11 +425,9 @@ impl Checker {
             None => true,
             Some(list) => environment.is_some_and(|env| list.iter().any(|e| e == env)),
         };
-        let (schedule, schedule_text) = schedule?;
         Some(Job {
             name: name.to_string(),
-            schedule,
-            schedule_text,
+            schedule: schedule?,
             run: merge(defaults, parts, command?, dir),
             max_instances,
             on_overlap,
@@ -603,7 +601,7 @@ impl Checker {
         }
     }
 
-    fn cron(&mut self, node: &Node, path: &str, timezone: Tz) -> Option<(Schedule, String)> {
+    fn cron(&mut self, node: &Node, path: &str, timezone: Tz) -> Option<Schedule> {
         let Value::Str(expr) = &node.value else {
             self.wrong_type(
                 node,
@@ -623,7 +621,7 @@ impl Checker {
                 );
                 None
             }
-            Ok(schedule) => Some((schedule, expr.trim().to_string())),
+            Ok(schedule) => Some(schedule),
             Err(err) => {
                 self.bad(node, path, format!("bad cron expression `{expr}`: {err}"));
                 None
@@ -631,28 +629,18 @@ impl Checker {
         }
     }
 
-    fn every(
-        &mut self,
-        node: &Node,
-        offset: Option<&Node>,
-        path: &str,
-    ) -> Option<(Schedule, String)> {
+    fn every(&mut self, node: &Node, offset: Option<&Node>, path: &str) -> Option<Schedule> {
         let every_path = format!("{path}.every");
         let period = self.duration(node, &every_path)?;
         if period < Duration::from_millis(1) {
             self.bad(node, &every_path, "must be at least 1ms");
             return None;
         }
-        let mut text = format!("every {}", duration::format(period));
         let offset = match offset {
-            Some(n) => {
-                let offset = self.duration(n, &format!("{path}.offset"))?;
-                text.push_str(&format!(" offset {}", duration::format(offset)));
-                offset
-            }
+            Some(n) => self.duration(n, &format!("{path}.offset"))?,
             None => Duration::ZERO,
         };
-        Some((Schedule::every(period, offset), text))
+        Some(Schedule::every(period, offset))
     }
 
     fn timezone(&mut self, node: &Node) -> Option<Tz> {

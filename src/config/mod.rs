@@ -91,8 +91,6 @@ impl Config {
 pub struct Job {
     pub name: String,
     pub schedule: Schedule,
-    /// The schedule as the user wrote it (`*/5 * * * * *`, `every 250ms`), for display.
-    pub schedule_text: String,
     pub run: RunSpec,
     pub max_instances: u32,
     pub on_overlap: OnOverlap,

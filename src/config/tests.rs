@@ -103,7 +103,7 @@ tasks:
     assert_eq!(names, ["send_mail", "heartbeat", "import_daily"]);
 
     let send_mail = config.job("send_mail").unwrap();
-    assert_eq!(send_mail.schedule_text, "*/5 * * * * *");
+    assert_eq!(send_mail.schedule.describe(), "*/5 * * * * *");
     assert_eq!(
         send_mail.run.command,
         Command::Argv(vec![
@@ -121,7 +121,7 @@ tasks:
     assert!(send_mail.enabled);
 
     let heartbeat = config.job("heartbeat").unwrap();
-    assert_eq!(heartbeat.schedule_text, "every 250ms offset 100ms");
+    assert_eq!(heartbeat.schedule.describe(), "every 250ms offset 100ms");
     assert_eq!(heartbeat.on_overlap, OnOverlap::Queue);
     assert_eq!(heartbeat.run.env["PORT"], "8000");
     assert_eq!(heartbeat.run.env["DJANGO_SETTINGS_MODULE"], "app.settings");
@@ -344,7 +344,7 @@ fn every_must_be_at_least_a_millisecond() {
         &["jobs.a.every", "at least 1ms"],
     );
     let config = ok("jobs:\n  a:\n    every: 1ms\n    command: [x]\n");
-    assert_eq!(config.jobs[0].schedule_text, "every 1ms");
+    assert_eq!(config.jobs[0].schedule.describe(), "every 1ms");
 }
 
 #[test]
