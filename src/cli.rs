@@ -72,12 +72,66 @@ fn parse_rfc3339(text: &str) -> Result<DateTime<FixedOffset>, String> {
     })
 }
 
-/// jobctl: talk to a running jobd.
+/// jobctl: submit one-off jobs to jobd.
+///
+/// Finds the spool directory from the same jobfile as jobd (-c, $JOBD_CONFIG, ./jobd.yaml).
 #[derive(Debug, Parser)]
-#[command(
-    name = "jobctl",
-    version,
-    max_term_width = 100,
-    arg_required_else_help = true
-)]
-pub struct JobctlArgs {}
+#[command(name = "jobctl", version, max_term_width = 100)]
+pub struct JobctlArgs {
+    /// The jobfile
+    #[arg(
+        short = 'c',
+        long = "config",
+        value_name = "PATH",
+        env = "JOBD_CONFIG",
+        default_value = "jobd.yaml",
+        global = true
+    )]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: JobctlCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobctlCommand {
+    /// Queue a one-off run of a task: write a spool file (through tmp/ into new/) and print its name
+    ///
+    /// Works whether or not jobd is running: a running jobd starts it at once (or at its
+    /// time), a stopped one when it starts.
+    Submit(SubmitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The task to run, from the jobfile's `tasks:`
+    #[arg(value_name = "TASK")]
+    pub task: String,
+
+    /// Run it at TIME (RFC 3339, e.g. 2026-11-27T18:00:00Z)
+    #[arg(long = "at", value_name = "TIME", value_parser = parse_rfc3339, conflicts_with = "delay")]
+    pub at: Option<DateTime<FixedOffset>>,
+
+    /// Run it after DURATION (e.g. 90s, 5m, 1h30m)
+    #[arg(long = "in", value_name = "DURATION", value_parser = parse_duration)]
+    pub delay: Option<std::time::Duration>,
+
+    /// Set an environment variable for the run (repeatable)
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_assignment)]
+    pub env: Vec<(String, String)>,
+
+    /// Arguments appended to the task's command, passed literally (never to a shell)
+    #[arg(last = true, value_name = "ARG")]
+    pub args: Vec<String>,
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::duration::parse(text).map_err(|e| e.to_string())
+}
+
+fn parse_assignment(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("`{text}` is not NAME=VALUE")),
+    }
+}

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use chrono::Utc;
 
 use crate::check;
-use crate::cli::{CheckArgs, JobfileArgs};
+use crate::cli::{CheckArgs, JobctlArgs, JobctlCommand, JobfileArgs};
 use crate::config::{self, Host};
 use crate::daemon::Daemon;
+use crate::submit::Start;
 
 /// `jobd check`: exit 0 and print fire times if the jobfile is valid, else exit 1 and
 /// print every problem.
@@ -40,6 +41,36 @@ pub fn run(jobfile: &JobfileArgs) -> ExitCode {
         Err(err) => {
             log::error!("{err}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `jobctl`: parse, do, map to an exit code (0 done, 1 refused or failed).
+pub fn jobctl(args: &JobctlArgs) -> ExitCode {
+    let config = match config::load(&args.config, None, &Host::from_env()) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match &args.command {
+        JobctlCommand::Submit(submit) => {
+            let start = match (submit.at, submit.delay) {
+                (Some(at), _) => Start::At(at.to_utc()),
+                (None, Some(delay)) => Start::In(delay),
+                (None, None) => Start::Now,
+            };
+            match crate::submit::submit(&config, &submit.task, start, &submit.env, &submit.args) {
+                Ok(name) => {
+                    println!("{name}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("jobctl: {err}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

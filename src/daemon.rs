@@ -18,13 +18,15 @@ use crate::config::{self, Config, DEFAULT_KILL_GRACE, Host};
 use crate::record::signal_name;
 use crate::scheduler::Plan;
 use crate::signals::Signals;
-use crate::supervisor::{Stream, Supervisor};
+use crate::spool::{Spool, SpoolError};
+use crate::supervisor::{Ended, Origin, Stream, Supervisor};
 use crate::timer::{Fired, Timer};
 
 /// Why jobd could not start or had to stop.
 #[derive(Debug)]
 pub enum DaemonError {
     Config(config::ConfigError),
+    Spool(SpoolError),
     /// A system call the loop cannot do without failed.
     System {
         what: &'static str,
@@ -36,6 +38,7 @@ impl fmt::Display for DaemonError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DaemonError::Config(err) => write!(f, "{err}"),
+            DaemonError::Spool(err) => write!(f, "{err}"),
             DaemonError::System { what, error } => write!(f, "cannot {what}: {error}"),
         }
     }
@@ -74,6 +77,7 @@ pub struct Daemon {
     config: Config,
     plan: Plan,
     supervisor: Supervisor,
+    spool: Spool,
     timer: Timer,
     armed: Option<DateTime<Utc>>,
     signals: Signals,
@@ -102,6 +106,7 @@ impl Daemon {
         let signals = Signals::install().map_err(system("install signal handlers"))?;
         let timer = Timer::new().map_err(system("create a timerfd"))?;
         let plan = Plan::new(&config, Utc::now());
+        let spool = Spool::open(&config, Instant::now()).map_err(DaemonError::Spool)?;
         let enabled = config.jobs.iter().filter(|j| j.enabled).count();
         info!(
             "jobd {} started: {} ({} job{} enabled, {} task{}, environment {}, time zone {})",
@@ -121,6 +126,7 @@ impl Daemon {
             config,
             plan,
             supervisor: Supervisor::new(boot_id()),
+            spool,
             timer,
             armed: None,
             signals,
@@ -135,6 +141,9 @@ impl Daemon {
         loop {
             let now = Instant::now();
             self.supervisor.tick(now);
+            self.spool.tick(Utc::now(), now, &self.config);
+            self.spool.dispatch(&mut self.supervisor, &self.config, now);
+            self.arm()?;
             if self.advance_shutdown(now) {
                 info!("jobd stopped");
                 return Ok(());
@@ -146,6 +155,9 @@ impl Daemon {
             if ready.signals {
                 self.on_signals()?;
             }
+            if ready.spool {
+                self.spool.on_events(&self.config);
+            }
             let now = Instant::now();
             for (key, stream) in ready.pipes {
                 self.supervisor.read_output(key, stream, now);
@@ -156,6 +168,9 @@ impl Daemon {
     /// One poll. Returns what is ready.
     fn wait(&self, now: Instant) -> Result<Ready, DaemonError> {
         let mut deadline = self.supervisor.next_deadline();
+        if let Some(spool) = self.spool.next_deadline() {
+            deadline = earliest(deadline, spool);
+        }
         match self.phase {
             Phase::Running => {}
             Phase::Draining { until, .. } => deadline = earliest(deadline, until),
@@ -176,6 +191,7 @@ impl Daemon {
         let mut fds = Vec::with_capacity(2 + pipes.len());
         fds.push(PollFd::new(self.timer.fd(), PollFlags::POLLIN));
         fds.push(PollFd::new(self.signals.fd(), PollFlags::POLLIN));
+        fds.push(PollFd::new(self.spool.fd(), PollFlags::POLLIN));
         fds.extend(
             pipes
                 .iter()
@@ -194,9 +210,10 @@ impl Daemon {
         Ok(Ready {
             timer: ready(&fds[0]),
             signals: ready(&fds[1]),
+            spool: ready(&fds[2]),
             pipes: pipes
                 .iter()
-                .zip(&fds[2..])
+                .zip(&fds[3..])
                 .filter(|(_, fd)| ready(fd))
                 .map(|((key, stream, _), _)| (*key, *stream))
                 .collect(),
@@ -239,6 +256,13 @@ impl Daemon {
         Ok(())
     }
 
+    fn on_ended(&mut self, ended: Ended) {
+        if let Origin::Spool(file) = &ended.origin {
+            self.spool
+                .ended(file, &ended.record, &self.config, Instant::now());
+        }
+    }
+
     /// Reap every child that has ended: one SIGCHLD may stand for many.
     fn reap(&mut self) {
         loop {
@@ -247,8 +271,9 @@ impl Daemon {
                 Ok(status) => {
                     let Some(pid) = status.pid() else { continue };
                     let now = Instant::now();
-                    if !self.supervisor.exited(pid, status, &self.config.jobs, now) {
-                        info!("reaped adopted orphan pid {pid}: {}", describe(status));
+                    match self.supervisor.exited(pid, status, &self.config.jobs, now) {
+                        Some(ended) => self.on_ended(ended),
+                        None => info!("reaped adopted orphan pid {pid}: {}", describe(status)),
                     }
                 }
                 Err(Errno::EINTR) => continue,
@@ -266,6 +291,10 @@ impl Daemon {
         }
         match config::load(&self.jobfile, self.environment.as_deref(), &self.host) {
             Ok(config) => {
+                if let Err(err) = self.spool.reload(&config) {
+                    error!("reload refused, keeping the running configuration: {err}");
+                    return Ok(());
+                }
                 self.plan.reload(&config, Utc::now());
                 info!(
                     "reloaded {}: {} jobs, {} tasks",
@@ -296,6 +325,7 @@ impl Daemon {
                     plural(self.supervisor.running())
                 );
                 self.supervisor.forget_pending();
+                self.spool.stop();
                 self.plan = Plan::default();
                 self.phase = Phase::Draining {
                     until: now + grace,
@@ -363,7 +393,10 @@ impl Daemon {
     }
 
     fn arm(&mut self) -> Result<(), DaemonError> {
-        let next = self.plan.next_deadline();
+        let next = match (self.plan.next_deadline(), self.spool.next_instant()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if self.armed != next || next.is_none() {
             self.timer.arm(next).map_err(system("arm the timerfd"))?;
             self.armed = next;
@@ -375,6 +408,7 @@ impl Daemon {
 struct Ready {
     timer: bool,
     signals: bool,
+    spool: bool,
     pipes: Vec<(u64, Stream)>,
 }
 

@@ -16,6 +16,8 @@ pub mod record;
 pub mod schedule;
 pub mod scheduler;
 pub mod signals;
+pub mod spool;
+pub mod submit;
 pub mod suggest;
 pub mod supervisor;
 pub mod timer;

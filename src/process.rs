@@ -80,23 +80,39 @@ impl fmt::Display for SpawnError {
 
 impl std::error::Error for SpawnError {}
 
-/// Start `spec` in its own process group with `vars` added to its environment.
-pub fn spawn(spec: &RunSpec, vars: &[(&str, String)]) -> Result<Spawned, SpawnError> {
+/// What a spool file adds to a task's command: arguments after its argv, variables
+/// after its env.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extra<'a> {
+    pub args: &'a [String],
+    pub env: Option<&'a std::collections::BTreeMap<String, String>>,
+}
+
+/// Start `spec` in its own process group, with `extra` appended and `vars` (jobd's
+/// own `JOBD_*`) added to its environment last.
+pub fn spawn(spec: &RunSpec, extra: Extra, vars: &[(&str, String)]) -> Result<Spawned, SpawnError> {
     if !spec.workdir.is_dir() {
         return Err(SpawnError::MissingWorkdir(spec.workdir.clone()));
     }
-    let (program, args): (OsString, &[String]) = match &spec.command {
-        Command::Argv(argv) => (resolve(&argv[0], &spec.workdir), &argv[1..]),
-        Command::Shell(line) => ("/bin/sh".into(), std::slice::from_ref(line)),
+    let mut command = match &spec.command {
+        Command::Argv(argv) => {
+            let mut command = Std::new(resolve(&argv[0], &spec.workdir));
+            command.args(&argv[1..]);
+            command
+        }
+        Command::Shell(line) => {
+            // `sh -c LINE jobd ARG...`: extra arguments are "$1"…, never parsed by the
+            // shell, and the shell's messages start with "jobd:".
+            let mut command = Std::new("/bin/sh");
+            command.arg("-c").arg(line).arg("jobd");
+            command
+        }
     };
-    let mut command = Std::new(&program);
-    if let Command::Shell(_) = spec.command {
-        command.arg("-c");
-    }
     command
-        .args(args)
+        .args(extra.args)
         .current_dir(&spec.workdir)
         .envs(&spec.env)
+        .envs(extra.env.into_iter().flatten())
         .envs(vars.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -11,10 +11,10 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
-use crate::config::{Job, OnOverlap};
+use crate::config::{Job, OnOverlap, RunSpec};
 use crate::duration;
 use crate::output::{Lines, LogBudget};
-use crate::process::{self, signal_group};
+use crate::process::{self, Extra, signal_group};
 use crate::record::{History, Outcome, RunRecord};
 
 /// Output read from one pipe per wake-up: a flooding child gets its turn, then the
@@ -58,9 +58,37 @@ struct Pipe {
     lines: Lines,
 }
 
+/// Where a run came from: what to do when it ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A scheduled job (or a `jobctl run`).
+    Job,
+    /// A spool file, by its name.
+    Spool(String),
+}
+
+/// What to start.
+pub struct Launch<'a> {
+    /// The job's or the task's name.
+    pub name: &'a str,
+    pub spec: &'a RunSpec,
+    pub extra: Extra<'a>,
+    pub scheduled_at: DateTime<Utc>,
+    pub attempt: u32,
+    pub origin: Origin,
+}
+
+/// A run that has ended, with where it came from.
+#[derive(Debug)]
+pub struct Ended {
+    pub origin: Origin,
+    pub record: RunRecord,
+}
+
 struct Run {
     key: u64,
     id: String,
+    origin: Origin,
     job: String,
     pid: Pid,
     attempt: u32,
@@ -115,8 +143,12 @@ impl Supervisor {
         self.runs.len()
     }
 
+    /// Runs of a scheduled job (a task's runs are the spool's to count).
     pub fn running_of(&self, job: &str) -> usize {
-        self.runs.iter().filter(|run| run.job == job).count()
+        self.runs
+            .iter()
+            .filter(|run| run.job == job && run.origin == Origin::Job)
+            .count()
     }
 
     /// An instant of `job` has come (`missed` earlier ones collapsed into it).
@@ -130,7 +162,7 @@ impl Supervisor {
             );
         }
         match decide(job, self.running_of(&job.name)) {
-            Decision::Start => self.start(job, instant, now),
+            Decision::Start => self.start_job(job, instant, now),
             Decision::Skip => info!(
                 "{}: not starting the instant at {}: {} still running (on_overlap: skip)",
                 job.name,
@@ -174,36 +206,64 @@ impl Supervisor {
         }
     }
 
-    fn start(&mut self, job: &Job, scheduled_at: DateTime<Utc>, now: Instant) {
+    fn start_job(&mut self, job: &Job, scheduled_at: DateTime<Utc>, now: Instant) {
+        // A job that cannot start is recorded and logged by `launch`; nothing else to do.
+        let _ = self.launch(
+            Launch {
+                name: &job.name,
+                spec: &job.run,
+                extra: Extra::default(),
+                scheduled_at,
+                attempt: 1,
+                origin: Origin::Job,
+            },
+            now,
+        );
+    }
+
+    /// Start a run. Returns its id, or, when it could not start, its record (already
+    /// logged and kept in the history).
+    pub fn launch(&mut self, launch: Launch, now: Instant) -> Result<String, RunRecord> {
         let key = self.next_key;
         self.next_key += 1;
         let id = format!("{:08x}-{key}", self.boot);
-        let attempt = 1;
-        let vars = [
-            ("JOBD_JOB", job.name.clone()),
+        let name = launch.name;
+        let mut vars = vec![
+            ("JOBD_JOB", name.to_string()),
             ("JOBD_RUN_ID", id.clone()),
-            ("JOBD_SCHEDULED_AT", child_time(scheduled_at)),
-            ("JOBD_ATTEMPT", attempt.to_string()),
+            ("JOBD_SCHEDULED_AT", child_time(launch.scheduled_at)),
+            ("JOBD_ATTEMPT", launch.attempt.to_string()),
         ];
+        if let Origin::Spool(file) = &launch.origin {
+            vars.push(("JOBD_SPOOL_FILE", file.clone()));
+        }
         let started_at = Utc::now();
-        match process::spawn(&job.run, &vars) {
+        match process::spawn(launch.spec, launch.extra, &vars) {
             Ok(spawned) => {
                 info!(
-                    "{}[{id}]: started pid {} for {}",
-                    job.name,
+                    "{name}[{id}]: started pid {} for {}{}",
                     spawned.pid,
-                    utc(scheduled_at)
+                    utc(launch.scheduled_at),
+                    match &launch.origin {
+                        Origin::Job => String::new(),
+                        Origin::Spool(file) => format!(
+                            " (spool file {}, attempt {})",
+                            file.escape_debug(),
+                            launch.attempt
+                        ),
+                    }
                 );
                 self.runs.push(Run {
                     key,
-                    id,
-                    job: job.name.clone(),
+                    id: id.clone(),
+                    origin: launch.origin,
+                    job: name.to_string(),
                     pid: spawned.pid,
-                    attempt,
-                    scheduled_at,
+                    attempt: launch.attempt,
+                    scheduled_at: launch.scheduled_at,
                     started_at,
-                    kill_grace: job.run.kill_grace,
-                    deadline: job.run.timeout.map(|t| now + t),
+                    kill_grace: launch.spec.kill_grace,
+                    deadline: launch.spec.timeout.map(|t| now + t),
                     kill_at: None,
                     timed_out: false,
                     stdout: Some(Pipe {
@@ -216,18 +276,21 @@ impl Supervisor {
                     }),
                     budget: LogBudget::new(now),
                 });
+                Ok(id)
             }
             Err(err) => {
-                error!("{}[{id}]: {err}", job.name);
-                self.history.push(RunRecord {
-                    job: job.name.clone(),
+                error!("{name}[{id}]: {err}");
+                let record = RunRecord {
+                    job: name.to_string(),
                     run_id: id,
-                    attempt,
-                    scheduled_at,
+                    attempt: launch.attempt,
+                    scheduled_at: launch.scheduled_at,
                     started_at,
                     ended_at: started_at,
                     outcome: Outcome::NotStarted(err.to_string()),
-                });
+                };
+                self.history.push(record.clone());
+                Err(record)
             }
         }
     }
@@ -254,12 +317,16 @@ impl Supervisor {
         }
     }
 
-    /// A process ended. Returns false when it is not one of the runs (an adopted
-    /// orphan, reaped and logged by the caller).
-    pub fn exited(&mut self, pid: Pid, status: WaitStatus, jobs: &[Job], now: Instant) -> bool {
-        let Some(index) = self.runs.iter().position(|run| run.pid == pid) else {
-            return false;
-        };
+    /// A process ended. `None` when it is not one of the runs (an adopted orphan,
+    /// reaped and logged by the caller). A job's pending instant starts here.
+    pub fn exited(
+        &mut self,
+        pid: Pid,
+        status: WaitStatus,
+        jobs: &[Job],
+        now: Instant,
+    ) -> Option<Ended> {
+        let index = self.runs.iter().position(|run| run.pid == pid)?;
         let mut run = self.runs.swap_remove(index);
         for stream in [Stream::Stdout, Stream::Stderr] {
             drain(&mut run, stream, FINAL_DRAIN, now);
@@ -300,7 +367,7 @@ impl Supervisor {
                 kill_at: now + run.kill_grace,
             });
         }
-        self.history.push(RunRecord {
+        let record = RunRecord {
             job: run.job.clone(),
             run_id: run.id,
             attempt: run.attempt,
@@ -308,13 +375,20 @@ impl Supervisor {
             started_at: run.started_at,
             ended_at,
             outcome,
-        });
-        if let Some(job) = jobs.iter().find(|job| job.name == run.job) {
-            self.start_pending(job, now);
-        } else {
-            self.pending.remove(&run.job);
+        };
+        self.history.push(record.clone());
+        if run.origin == Origin::Job {
+            match jobs.iter().find(|job| job.name == run.job) {
+                Some(job) => self.start_pending(job, now),
+                None => {
+                    self.pending.remove(&run.job);
+                }
+            }
         }
-        true
+        Some(Ended {
+            origin: run.origin,
+            record,
+        })
     }
 
     fn start_pending(&mut self, job: &Job, now: Instant) {
@@ -322,7 +396,7 @@ impl Supervisor {
             return;
         }
         if let Some(instant) = self.pending.remove(&job.name) {
-            self.start(job, instant, now);
+            self.start_job(job, instant, now);
         }
     }
 

@@ -1,6 +1,8 @@
+use std::process::ExitCode;
+
 use clap::Parser;
 use jobd::cli::JobctlArgs;
 
-fn main() {
-    let _ = JobctlArgs::parse();
+fn main() -> ExitCode {
+    jobd::commands::jobctl(&JobctlArgs::parse())
 }

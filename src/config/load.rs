@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
-use super::error::{ConfigError, Problem, ProblemKind};
+use super::checker::{Checker, Fields};
+use super::error::{ConfigError, ProblemKind};
 use super::{
-    CatchUp, Command, Config, DEFAULT_KILL_GRACE, DEFAULT_RETRY_DELAY, DEFAULT_SHUTDOWN_GRACE,
-    DEFAULT_WORKERS, Host, Job, OnOverlap, RunSpec, Spool, Task,
+    CatchUp, Command, Config, DEFAULT_KEEP_DONE, DEFAULT_KILL_GRACE, DEFAULT_RETRY_DELAY,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_WORKERS, Host, Job, OnOverlap, Retention, RunSpec, Spool, Task,
 };
-use crate::duration;
 use crate::schedule::Schedule;
 use crate::suggest;
-use crate::yaml::{self, Node, Pos, Value};
+use crate::yaml::{self, Node, Value};
 
 const TOP_KEYS: &[&str] = &[
     "timezone",
@@ -56,7 +56,16 @@ const TASK_KEYS: &[&str] = &[
     "retry_delay",
     "max_instances",
 ];
-const SPOOL_KEYS: &[&str] = &["dir", "workers", "allow_users", "allow_groups"];
+const SPOOL_KEYS: &[&str] = &[
+    "dir",
+    "workers",
+    "allow_users",
+    "allow_groups",
+    "keep_done",
+    "keep_done_for",
+    "keep_failed",
+    "keep_failed_for",
+];
 
 /// Parse and validate jobfile text. `file` is the jobfile's absolute path: relative
 /// paths in it resolve against its folder.
@@ -87,27 +96,6 @@ pub fn parse(
     }
 }
 
-/// A mapping's entries by key, after unknown keys were reported.
-struct Fields<'a> {
-    entries: Vec<(&'a str, &'a Node, &'a Node)>,
-    /// Keys suggested for misspelt ones: a missing key that was suggested is a typo
-    /// already reported, not a second problem.
-    suggested: Vec<&'static str>,
-}
-
-impl<'a> Fields<'a> {
-    fn get(&self, key: &str) -> Option<&'a Node> {
-        self.entries
-            .iter()
-            .find(|(k, _, _)| *k == key)
-            .map(|(_, _, value)| *value)
-    }
-
-    fn misspelt(&self, key: &str) -> bool {
-        self.suggested.contains(&key)
-    }
-}
-
 /// The settings of `defaults:`, or of one job or task, before merging.
 #[derive(Default)]
 struct RunParts {
@@ -119,37 +107,7 @@ struct RunParts {
     group: Option<String>,
 }
 
-#[derive(Default)]
-struct Checker {
-    problems: Vec<Problem>,
-}
-
 impl Checker {
-    fn report(&mut self, pos: Option<Pos>, kind: ProblemKind) {
-        self.problems.push(Problem { pos, kind });
-    }
-
-    fn bad(&mut self, node: &Node, path: &str, reason: impl Into<String>) {
-        self.report(
-            Some(node.pos),
-            ProblemKind::BadValue {
-                path: path.to_string(),
-                reason: reason.into(),
-            },
-        );
-    }
-
-    fn wrong_type(&mut self, node: &Node, path: &str, expected: &'static str) {
-        self.report(
-            Some(node.pos),
-            ProblemKind::WrongType {
-                path: path.to_string(),
-                expected,
-                found: node.value.kind(),
-            },
-        );
-    }
-
     fn config(
         &mut self,
         root: &Node,
@@ -242,55 +200,6 @@ impl Checker {
             spool: spool?,
             tasks,
         })
-    }
-
-    /// Check that `node` is a mapping (nothing counts as an empty one) whose keys are
-    /// strings from `allowed`, reporting the others with the key probably meant.
-    fn fields<'a>(
-        &mut self,
-        node: &'a Node,
-        path: &str,
-        allowed: &'static [&'static str],
-    ) -> Option<Fields<'a>> {
-        let entries = match &node.value {
-            Value::Map(entries) => entries,
-            Value::Null => {
-                return Some(Fields {
-                    entries: Vec::new(),
-                    suggested: Vec::new(),
-                });
-            }
-            _ => {
-                self.wrong_type(node, path, "a mapping of `key: value` lines");
-                return None;
-            }
-        };
-        let mut fields = Fields {
-            entries: Vec::with_capacity(entries.len()),
-            suggested: Vec::new(),
-        };
-        for (key, value) in entries {
-            let Value::Str(name) = &key.value else {
-                self.wrong_type(key, path, "a key name");
-                continue;
-            };
-            if allowed.contains(&name.as_str()) {
-                fields.entries.push((name, key, value));
-            } else {
-                let suggestion = suggest::closest(name, allowed.iter().copied());
-                fields.suggested.extend(suggestion);
-                self.report(
-                    Some(key.pos),
-                    ProblemKind::UnknownKey {
-                        path: path.to_string(),
-                        key: name.clone(),
-                        suggestion: suggestion.map(str::to_string),
-                        allowed: allowed.to_vec(),
-                    },
-                );
-            }
-        }
-        Some(fields)
     }
 
     /// The entries of `jobs:` or `tasks:`: a mapping from names to settings. A bad name
@@ -477,6 +386,14 @@ impl Checker {
             workers: DEFAULT_WORKERS,
             allow_users: Vec::new(),
             allow_groups: Vec::new(),
+            keep_done: Retention {
+                count: Some(DEFAULT_KEEP_DONE),
+                age: None,
+            },
+            keep_failed: Retention {
+                count: None,
+                age: None,
+            },
         };
         let Some(node) = node else {
             return Some(spool);
@@ -493,6 +410,18 @@ impl Checker {
         }
         if let Some(node) = fields.get("allow_groups") {
             spool.allow_groups = self.string_list(node, "spool.allow_groups")?;
+        }
+        if let Some(node) = fields.get("keep_done") {
+            spool.keep_done.count = Some(self.count(node, "spool.keep_done", 0)?);
+        }
+        if let Some(node) = fields.get("keep_done_for") {
+            spool.keep_done.age = Some(self.duration(node, "spool.keep_done_for")?);
+        }
+        if let Some(node) = fields.get("keep_failed") {
+            spool.keep_failed.count = Some(self.count(node, "spool.keep_failed", 0)?);
+        }
+        if let Some(node) = fields.get("keep_failed_for") {
+            spool.keep_failed.age = Some(self.duration(node, "spool.keep_failed_for")?);
         }
         Some(spool)
     }
@@ -670,176 +599,8 @@ impl Checker {
             }
         }
     }
-
-    fn duration(&mut self, node: &Node, path: &str) -> Option<Duration> {
-        match &node.value {
-            Value::Str(text) => match duration::parse(text) {
-                Ok(d) => Some(d),
-                Err(err) => {
-                    self.bad(node, path, err.to_string());
-                    None
-                }
-            },
-            Value::Int(n) => {
-                self.bad(
-                    node,
-                    path,
-                    format!("`{n}` has no unit; write it like {n}s or {n}ms"),
-                );
-                None
-            }
-            _ => {
-                self.wrong_type(node, path, "a duration like 250ms, 5s, 2m, 1h or 1d");
-                None
-            }
-        }
-    }
-
-    fn count(&mut self, node: &Node, path: &str, min: u32) -> Option<u32> {
-        match &node.value {
-            Value::Int(n) if *n >= i128::from(min) && *n <= i128::from(MAX_COUNT) => {
-                Some(*n as u32)
-            }
-            Value::Int(n) => {
-                self.bad(
-                    node,
-                    path,
-                    format!("{n} is out of range: use a whole number from {min} to {MAX_COUNT}"),
-                );
-                None
-            }
-            _ => {
-                self.wrong_type(node, path, "a whole number");
-                None
-            }
-        }
-    }
-
-    fn choice<T: Copy>(&mut self, node: &Node, path: &str, options: &[(&str, T)]) -> Option<T> {
-        let names = || options.iter().map(|(name, _)| *name);
-        let Value::Str(word) = &node.value else {
-            let list = names().collect::<Vec<_>>().join(" | ");
-            self.bad(
-                node,
-                path,
-                format!("expected one of {list}, found {}", node.value.kind()),
-            );
-            return None;
-        };
-        if let Some((_, value)) = options.iter().find(|(name, _)| name == word) {
-            return Some(*value);
-        }
-        let hint = match suggest::closest(word, names()) {
-            Some(near) => format!("; did you mean `{near}`?"),
-            None => format!(
-                " (choose one of {})",
-                names().collect::<Vec<_>>().join(", ")
-            ),
-        };
-        self.bad(node, path, format!("unknown value `{word}`{hint}"));
-        None
-    }
-
-    /// A string, or an integer taken as the digits written (`[sleep, 5]`). Other
-    /// scalars are refused: YAML turns `yes` into true and `1.10` into 1.1, and passing
-    /// those on would not be what the user wrote.
-    fn text(&mut self, node: &Node, path: &str) -> Option<String> {
-        match &node.value {
-            Value::Str(s) => Some(s.clone()),
-            Value::Int(n) => Some(n.to_string()),
-            Value::Bool(_) | Value::Float(_) | Value::Null => {
-                self.bad(
-                    node,
-                    path,
-                    format!(
-                        "found {}; put the value in quotes so that it is passed on exactly as written",
-                        node.value.kind()
-                    ),
-                );
-                None
-            }
-            _ => {
-                self.wrong_type(node, path, "a string");
-                None
-            }
-        }
-    }
-
-    /// A user or group name: a string, or a numeric id.
-    fn name(&mut self, node: &Node, path: &str) -> Option<String> {
-        let name = self.text(node, path)?;
-        if name.is_empty() {
-            self.bad(node, path, "is empty");
-            return None;
-        }
-        Some(name)
-    }
-
-    fn string_list(&mut self, node: &Node, path: &str) -> Option<Vec<String>> {
-        let Value::Seq(items) = &node.value else {
-            self.wrong_type(node, path, "a list like [a, b]");
-            return None;
-        };
-        items.iter().map(|item| self.text(item, path)).collect()
-    }
-
-    fn path(&mut self, node: &Node, path: &str, base: &Path) -> Option<PathBuf> {
-        let text = self.text(node, path)?;
-        if text.is_empty() {
-            self.bad(node, path, "the path is empty");
-            return None;
-        }
-        if text.contains('\0') {
-            self.bad(node, path, "the path contains a NUL character");
-            return None;
-        }
-        Some(base.join(text))
-    }
-
-    fn env(&mut self, node: &Node, path: &str) -> Option<BTreeMap<String, String>> {
-        let Value::Map(entries) = &node.value else {
-            if node.value == Value::Null {
-                return Some(BTreeMap::new());
-            }
-            self.wrong_type(node, path, "a mapping of NAME: value");
-            return None;
-        };
-        let mut env = BTreeMap::new();
-        for (key, value) in entries {
-            let Value::Str(name) = &key.value else {
-                self.wrong_type(key, path, "a variable name");
-                continue;
-            };
-            if name.is_empty() || name.contains('=') || name.contains('\0') {
-                self.bad(key, path, format!("`{name}` is not a valid variable name"));
-                continue;
-            }
-            if name.starts_with("JOBD_") {
-                self.bad(
-                    key,
-                    path,
-                    format!("`{name}`: variables starting with JOBD_ are set by jobd itself"),
-                );
-                continue;
-            }
-            let Some(text) = self.text(value, &format!("{path}.{name}")) else {
-                continue;
-            };
-            if text.contains('\0') {
-                self.bad(
-                    value,
-                    path,
-                    format!("the value of `{name}` contains a NUL character"),
-                );
-                continue;
-            }
-            env.insert(name.clone(), text);
-        }
-        Some(env)
-    }
 }
 
-const MAX_COUNT: u32 = 100_000;
 const MAX_NAME_LEN: usize = 100;
 
 /// Names end up in log prefixes, environment variables and file names: keep them to

@@ -1,5 +1,6 @@
 //! The jobfile as a validated model: everything the rest of jobd trusts without checking.
 
+pub(crate) mod checker;
 mod error;
 mod load;
 mod read;
@@ -185,6 +186,17 @@ pub struct Spool {
     pub workers: u32,
     pub allow_users: Vec<String>,
     pub allow_groups: Vec<String>,
+    /// How many finished files `done/` keeps, and for how long.
+    pub keep_done: Retention,
+    /// The same for `failed/`: everything, unless the user asks.
+    pub keep_failed: Retention,
+}
+
+/// How much of a result folder is kept; the oldest files go first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub count: Option<u32>,
+    pub age: Option<Duration>,
 }
 
 /// Read and validate the jobfile at `path`.
@@ -197,6 +209,7 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_WORKERS: u32 = 2;
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(30);
+pub const DEFAULT_KEEP_DONE: u32 = 1000;
 
 #[cfg(test)]
 mod tests;

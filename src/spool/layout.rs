@@ -1,0 +1,102 @@
+//! The spool's folders, and the durable file operations the hand-offs are made of.
+
+use std::fs::{self, DirBuilder, File};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// `tmp/ new/ running/ done/ failed/` under one root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub root: PathBuf,
+    pub tmp: PathBuf,
+    pub new: PathBuf,
+    pub running: PathBuf,
+    pub done: PathBuf,
+    pub failed: PathBuf,
+}
+
+/// Suffix of the result written beside a finished file.
+pub const RESULT_SUFFIX: &str = ".result.json";
+
+impl Layout {
+    pub fn new(root: &Path) -> Layout {
+        Layout {
+            root: root.to_path_buf(),
+            tmp: root.join("tmp"),
+            new: root.join("new"),
+            running: root.join("running"),
+            done: root.join("done"),
+            failed: root.join("failed"),
+        }
+    }
+
+    /// Create what is missing. Writers drop files into `tmp/` and `new/`, so those are
+    /// group-writable (give the folder to the web application's group); the rest is
+    /// jobd's alone.
+    pub fn create(&self) -> io::Result<()> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&self.root)?;
+        for (dir, mode) in [
+            (&self.tmp, 0o770),
+            (&self.new, 0o770),
+            (&self.running, 0o750),
+            (&self.done, 0o750),
+            (&self.failed, 0o750),
+        ] {
+            match DirBuilder::new().mode(mode).create(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// A folder anyone may write to would let any local user queue work as jobd's user
+    /// or remove its results: the reason, or `None` when every folder is safe.
+    pub fn unsafe_permissions(&self) -> Option<String> {
+        for dir in [
+            &self.root,
+            &self.tmp,
+            &self.new,
+            &self.running,
+            &self.done,
+            &self.failed,
+        ] {
+            match fs::symlink_metadata(dir) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Some(format!("{} is a symbolic link", dir.display()));
+                }
+                Ok(meta) if meta.mode() & 0o002 != 0 => {
+                    return Some(format!(
+                        "{} is writable by every user (mode {:o}); run `chmod o-w {}`",
+                        dir.display(),
+                        meta.permissions().mode() & 0o7777,
+                        dir.display()
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => return Some(format!("{}: {e}", dir.display())),
+            }
+        }
+        None
+    }
+}
+
+/// Make a directory's entries (a rename into or out of it) durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Write `bytes` to `dir/name` so that a reader sees the old file or the whole new one:
+/// a hidden temporary file, synced, then renamed. The caller syncs `dir`.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let temporary = dir.join(format!(".{name}.tmp"));
+    let mut file = File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&temporary, dir.join(name))
+}

@@ -1,0 +1,733 @@
+//! One-off jobs: files dropped into `new/`, claimed into `running/`, finished into
+//! `done/` or `failed/` with a result beside them. Nothing that arrives is lost: a file
+//! jobd cannot run goes to `failed/` with the reason.
+
+pub mod layout;
+pub mod request;
+pub mod result;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::fs;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
+use log::{error, info, warn};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::unistd::{Gid, Group, Uid, User};
+
+use crate::config::{Config, Retention, Task};
+use crate::process::Extra;
+use crate::record::RunRecord;
+use crate::supervisor::{Launch, Origin, Supervisor, child_time};
+use layout::{Layout, RESULT_SUFFIX, sync_dir, write_atomic};
+use request::{Request, When};
+use result::{Attempt, SpoolResult};
+
+/// A spool file larger than this is refused unread.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+/// How often old results are cleared out of `done/` (and `failed/`, if asked).
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Why the spool cannot be used; jobd does not start.
+#[derive(Debug)]
+pub enum SpoolError {
+    Create { dir: String, error: io::Error },
+    Unsafe(String),
+    UnknownUser(String),
+    UnknownGroup(String),
+    Watch(io::Error),
+}
+
+impl fmt::Display for SpoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpoolError::Create { dir, error } => {
+                write!(f, "cannot create the spool directory {dir}: {error}")
+            }
+            SpoolError::Unsafe(reason) => write!(f, "refusing an unsafe spool directory: {reason}"),
+            SpoolError::UnknownUser(name) => {
+                write!(
+                    f,
+                    "spool.allow_users: there is no user `{name}` on this system"
+                )
+            }
+            SpoolError::UnknownGroup(name) => {
+                write!(
+                    f,
+                    "spool.allow_groups: there is no group `{name}` on this system"
+                )
+            }
+            SpoolError::Watch(error) => write!(f, "cannot watch the spool directory: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for SpoolError {}
+
+/// Who may drop files: jobd's own user and root always, plus the configured ones.
+#[derive(Debug, Clone, Default)]
+struct Allowed {
+    uids: Vec<Uid>,
+    gids: Vec<Gid>,
+}
+
+impl Allowed {
+    fn resolve(config: &Config) -> Result<Allowed, SpoolError> {
+        let mut allowed = Allowed {
+            uids: vec![Uid::effective(), Uid::from_raw(0)],
+            gids: Vec::new(),
+        };
+        for name in &config.spool.allow_users {
+            let user = match name.parse::<u32>() {
+                Ok(id) => Some(Uid::from_raw(id)),
+                Err(_) => User::from_name(name).ok().flatten().map(|u| u.uid),
+            };
+            allowed
+                .uids
+                .push(user.ok_or_else(|| SpoolError::UnknownUser(name.clone()))?);
+        }
+        for name in &config.spool.allow_groups {
+            let group = match name.parse::<u32>() {
+                Ok(id) => Some(Gid::from_raw(id)),
+                Err(_) => Group::from_name(name).ok().flatten().map(|g| g.gid),
+            };
+            allowed
+                .gids
+                .push(group.ok_or_else(|| SpoolError::UnknownGroup(name.clone()))?);
+        }
+        Ok(allowed)
+    }
+
+    fn permits(&self, uid: u32, gid: u32) -> bool {
+        self.uids.contains(&Uid::from_raw(uid)) || self.gids.contains(&Gid::from_raw(gid))
+    }
+}
+
+/// A file jobd has accepted, waiting or running.
+#[derive(Debug, Clone)]
+struct Item {
+    name: String,
+    request: Request,
+    scheduled_at: DateTime<Utc>,
+    /// In `running/` (claimed) rather than `new/`.
+    claimed: bool,
+    result: SpoolResult,
+}
+
+/// The spool's files as the loop sees them.
+pub struct Spool {
+    layout: Layout,
+    inotify: Inotify,
+    allowed: Allowed,
+    /// Due files, oldest first: in `new/`, or in `running/` waiting for a retry.
+    ready: VecDeque<Item>,
+    /// Files in `new/` waiting for their `run_at` or `delay`.
+    delayed: BTreeMap<(DateTime<Utc>, u64), Item>,
+    /// Names in `new/` already accepted (ready or delayed), so that a second event for
+    /// one file does not queue it twice.
+    seen: HashSet<String>,
+    /// Files whose run is going on, by name.
+    running: HashMap<String, Item>,
+    /// Failed files waiting to be tried again.
+    retrying: BTreeMap<(Instant, u64), Item>,
+    sequence: u64,
+    next_sweep: Instant,
+    stopping: bool,
+}
+
+impl Spool {
+    /// Create the layout if missing, check it, and take up what an earlier jobd left:
+    /// files in `running/` run again (their attempt counted), files in `new/` in the
+    /// order they arrived.
+    pub fn open(config: &Config, now: Instant) -> Result<Spool, SpoolError> {
+        let layout = Layout::new(&config.spool.dir);
+        layout.create().map_err(|error| SpoolError::Create {
+            dir: layout.root.display().to_string(),
+            error,
+        })?;
+        if let Some(reason) = layout.unsafe_permissions() {
+            return Err(SpoolError::Unsafe(reason));
+        }
+        let allowed = Allowed::resolve(config)?;
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .map_err(|e| SpoolError::Watch(e.into()))?;
+        inotify
+            .add_watch(
+                &layout.new,
+                AddWatchFlags::IN_MOVED_TO
+                    | AddWatchFlags::IN_CLOSE_WRITE
+                    | AddWatchFlags::IN_CREATE,
+            )
+            .map_err(|e| SpoolError::Watch(e.into()))?;
+        let mut spool = Spool {
+            layout,
+            inotify,
+            allowed,
+            ready: VecDeque::new(),
+            delayed: BTreeMap::new(),
+            seen: HashSet::new(),
+            running: HashMap::new(),
+            retrying: BTreeMap::new(),
+            sequence: 0,
+            next_sweep: now,
+            stopping: false,
+        };
+        spool.recover(config);
+        spool.scan(config);
+        Ok(spool)
+    }
+
+    /// Take on a reloaded jobfile's spool settings (the folder itself stays).
+    pub fn reload(&mut self, config: &Config) -> Result<(), SpoolError> {
+        if config.spool.dir != self.layout.root {
+            warn!(
+                "spool.dir changed to {}: jobd keeps using {} until it restarts",
+                config.spool.dir.display(),
+                self.layout.root.display()
+            );
+        }
+        self.allowed = Allowed::resolve(config)?;
+        Ok(())
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.inotify.as_fd()
+    }
+
+    /// Files in `running/` when jobd starts were running when it stopped: they run
+    /// again, their interrupted attempt counted.
+    fn recover(&mut self, config: &Config) {
+        let mut names = list(&self.layout.running);
+        names.sort_by_key(|(_, changed)| *changed);
+        let files: HashSet<String> = names.iter().map(|(name, _)| name.clone()).collect();
+        for (name, _) in names {
+            if name.starts_with('.') {
+                continue;
+            }
+            if let Some(stem) = name.strip_suffix(RESULT_SUFFIX) {
+                if !files.contains(stem) {
+                    // The file finished; its progress record was left behind.
+                    let _ = fs::remove_file(self.layout.running.join(&name));
+                }
+                continue;
+            }
+            let progress = fs::read(self.layout.running.join(format!("{name}{RESULT_SUFFIX}")))
+                .ok()
+                .and_then(|bytes| SpoolResult::from_json(&bytes));
+            match self.inspect(&self.layout.running, &name, config) {
+                Ok(mut item) => {
+                    item.claimed = true;
+                    if let Some(mut progress) = progress {
+                        for attempt in progress
+                            .attempts
+                            .iter_mut()
+                            .filter(|a| a.ended_at.is_none())
+                        {
+                            attempt.error = Some("jobd stopped while it ran".to_string());
+                        }
+                        item.result.attempts = progress.attempts;
+                        item.result.received_at = progress.received_at.or(item.result.received_at);
+                    }
+                    info!(
+                        "spool: {} was running when jobd stopped; running it again (attempt {})",
+                        name.escape_debug(),
+                        item.result.attempts.len() + 1
+                    );
+                    self.ready.push_back(item);
+                }
+                Err(reason) => self.reject(&self.layout.running.clone(), &name, &reason, progress),
+            }
+        }
+    }
+
+    /// Pick up every file in `new/`, oldest first (start-up, or after the event queue
+    /// overflowed).
+    fn scan(&mut self, config: &Config) {
+        let mut names = list(&self.layout.new);
+        names.sort_by_key(|(_, changed)| *changed);
+        for (name, _) in names {
+            self.pick_up(&name, config);
+        }
+    }
+
+    /// Read what inotify reports and pick up the files that arrived.
+    pub fn on_events(&mut self, config: &Config) {
+        loop {
+            let events = match self.inotify.read_events() {
+                Ok(events) if !events.is_empty() => events,
+                Ok(_) | Err(nix::errno::Errno::EAGAIN) => return,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    error!("spool: reading inotify events failed: {e}; rescanning");
+                    self.scan(config);
+                    return;
+                }
+            };
+            for event in events {
+                if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                    warn!("spool: too many files at once for inotify; rescanning new/");
+                    self.scan(config);
+                    continue;
+                }
+                let Some(name) = event.name else { continue };
+                let Some(name) = name.to_str().map(str::to_string) else {
+                    self.reject_unnamed(&name);
+                    continue;
+                };
+                if event.mask.contains(AddWatchFlags::IN_CREATE) {
+                    // A regular file created in place is picked up when it is closed;
+                    // anything else (a FIFO, a link, a folder) will never be written.
+                    let path = self.layout.new.join(&name);
+                    if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file()) {
+                        continue;
+                    }
+                }
+                self.pick_up(&name, config);
+            }
+        }
+    }
+
+    /// Accept or refuse one file in `new/`.
+    fn pick_up(&mut self, name: &str, config: &Config) {
+        if self.seen.contains(name) || name.starts_with(".") && name.ends_with(".tmp") {
+            return;
+        }
+        let new = self.layout.new.clone();
+        match self.inspect(&new, name, config) {
+            Ok(item) => {
+                self.seen.insert(name.to_string());
+                match item.request.when {
+                    When::Now => self.ready.push_back(item),
+                    _ if item.scheduled_at <= Utc::now() => self.ready.push_back(item),
+                    _ => {
+                        info!(
+                            "spool: {} waits until {}",
+                            name.escape_debug(),
+                            child_time(item.scheduled_at)
+                        );
+                        self.sequence += 1;
+                        self.delayed
+                            .insert((item.scheduled_at, self.sequence), item);
+                    }
+                }
+            }
+            Err(reason) if reason == VANISHED => {}
+            Err(reason) => self.reject(&new, name, &reason, None),
+        }
+    }
+
+    /// Check a file before anything else touches it: what it is, who owns it, what it
+    /// says. Never blocks, never follows a link.
+    fn inspect(&self, dir: &Path, name: &str, config: &Config) -> Result<Item, String> {
+        if name.ends_with(RESULT_SUFFIX) {
+            return Err(format!(
+                "names ending in {RESULT_SUFFIX} are kept for results"
+            ));
+        }
+        let path = dir.join(name);
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+            .open(&path);
+        let file = match file {
+            Ok(file) => file,
+            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+                return Err("it is a symbolic link, not a file".to_string());
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(VANISHED.to_string()),
+            Err(e) => return Err(format!("cannot open it: {e}")),
+        };
+        let meta = file
+            .metadata()
+            .map_err(|e| format!("cannot read it: {e}"))?;
+        let kind = meta.file_type();
+        if !kind.is_file() {
+            let what = if kind.is_dir() {
+                "a directory"
+            } else if kind.is_fifo() {
+                "a FIFO"
+            } else if kind.is_socket() {
+                "a socket"
+            } else {
+                "a device"
+            };
+            return Err(format!("it is {what}, not a regular file"));
+        }
+        if !self.allowed.permits(meta.uid(), meta.gid()) {
+            return Err(format!(
+                "it is owned by uid {} (gid {}), who may not submit jobs (see spool.allow_users and spool.allow_groups)",
+                meta.uid(),
+                meta.gid()
+            ));
+        }
+        if meta.nlink() > 1 {
+            return Err(format!(
+                "it has {} hard links; submit a file of its own",
+                meta.nlink()
+            ));
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(format!(
+                "it is {} bytes, more than the {MAX_FILE_BYTES} a spool file may have",
+                meta.len()
+            ));
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("cannot read it: {e}"))?;
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err("it grew past the size limit while being read".to_string());
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            format!(
+                "it is not UTF-8 text (byte {})",
+                e.utf8_error().valid_up_to()
+            )
+        })?;
+        let request = request::parse(&text)?;
+        let Some(task) = config.task(&request.task) else {
+            let known: Vec<&str> = config.tasks.iter().map(|t| t.name.as_str()).collect();
+            return Err(format!(
+                "unknown task `{}` (the jobfile's tasks: {})",
+                request.task,
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        };
+        // The moment the file arrived: renaming it into new/ set its ctime.
+        // Microseconds: what JOBD_SCHEDULED_AT and the result carry.
+        let arrived =
+            DateTime::<Utc>::from_timestamp(meta.ctime(), (meta.ctime_nsec() as u32 / 1000) * 1000)
+                .unwrap_or_else(Utc::now);
+        let scheduled_at = match request.when {
+            When::Now => arrived,
+            When::At(at) => at,
+            When::Delay(delay) => {
+                arrived + chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::MAX)
+            }
+        };
+        Ok(Item {
+            name: name.to_string(),
+            result: SpoolResult {
+                file: name.to_string(),
+                id: request.id.clone(),
+                task: Some(task.name.clone()),
+                status: "running".to_string(),
+                reason: None,
+                received_at: Some(child_time(arrived)),
+                attempts: Vec::new(),
+            },
+            request,
+            scheduled_at,
+            claimed: false,
+        })
+    }
+
+    /// Move a file jobd will not run to `failed/`, with the reason in its result.
+    fn reject(&mut self, from: &Path, name: &str, reason: &str, progress: Option<SpoolResult>) {
+        warn!("spool: refusing {}: {reason}", name.escape_debug());
+        let mut result = progress.unwrap_or_else(|| SpoolResult {
+            file: name.to_string(),
+            ..SpoolResult::default()
+        });
+        result.status = "failed".to_string();
+        result.reason = Some(reason.to_string());
+        self.finish_file(from, name, &self.layout.failed.clone(), &result);
+    }
+
+    /// A name that is not UTF-8 cannot be reported in JSON or passed on in
+    /// `JOBD_SPOOL_FILE`: it moves to `failed/` under its own name, with no result.
+    fn reject_unnamed(&self, name: &std::ffi::OsStr) {
+        warn!("spool: refusing {name:?}: its name is not UTF-8");
+        let _ = fs::rename(self.layout.new.join(name), self.layout.failed.join(name));
+        let _ = sync_dir(&self.layout.failed);
+        let _ = sync_dir(&self.layout.new);
+    }
+
+    /// Write the result, then move the file beside it: a crash in between leaves the
+    /// file where it was, to be handled again.
+    fn finish_file(&self, from: &Path, name: &str, to: &Path, result: &SpoolResult) {
+        let outcome = write_atomic(to, &format!("{name}{RESULT_SUFFIX}"), &result.to_json())
+            .and_then(|()| fs::rename(from.join(name), to.join(name)))
+            .and_then(|()| sync_dir(to))
+            .and_then(|()| sync_dir(from));
+        if let Err(e) = outcome {
+            error!(
+                "spool: cannot move {} to {}: {e}",
+                name.escape_debug(),
+                to.display()
+            );
+        }
+        let _ = fs::remove_file(self.layout.running.join(format!("{name}{RESULT_SUFFIX}")));
+    }
+
+    /// When a delayed file is next due, for the wall-clock timer.
+    pub fn next_instant(&self) -> Option<DateTime<Utc>> {
+        self.delayed.keys().next().map(|(at, _)| *at)
+    }
+
+    /// When a retry or a clean-up is next due, for the poll timeout.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let retry = self.retrying.keys().next().map(|(at, _)| *at);
+        Some(retry.map_or(self.next_sweep, |at| at.min(self.next_sweep)))
+    }
+
+    /// Move what has come due into the ready queue; clean up old results.
+    pub fn tick(&mut self, now: DateTime<Utc>, mono: Instant, config: &Config) {
+        while let Some(entry) = self.delayed.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            self.ready.push_back(entry.remove());
+        }
+        while let Some(entry) = self.retrying.first_entry() {
+            if entry.key().0 > mono {
+                break;
+            }
+            self.ready.push_back(entry.remove());
+        }
+        if mono >= self.next_sweep {
+            self.next_sweep = mono + SWEEP_EVERY;
+            sweep(&self.layout.done, config.spool.keep_done);
+            sweep(&self.layout.failed, config.spool.keep_failed);
+        }
+    }
+
+    /// Start ready files while workers are free, oldest first; a file whose task is at
+    /// its `max_instances` waits without holding up the others.
+    pub fn dispatch(&mut self, supervisor: &mut Supervisor, config: &Config, now: Instant) {
+        if self.stopping {
+            return;
+        }
+        let mut index = 0;
+        while self.running.len() < config.spool.workers as usize && index < self.ready.len() {
+            let task_name = self.ready[index].request.task.clone();
+            let Some(task) = config.task(&task_name) else {
+                let item = self.ready.remove(index).expect("index is in range");
+                let from = self.dir_of(&item);
+                self.seen.remove(&item.name);
+                self.reject(
+                    &from,
+                    &item.name,
+                    &format!("task `{task_name}` is no longer in the jobfile"),
+                    Some(item.result),
+                );
+                continue;
+            };
+            let busy = self
+                .running
+                .values()
+                .filter(|item| item.request.task == task_name)
+                .count();
+            if task.max_instances.is_some_and(|max| busy >= max as usize) {
+                index += 1;
+                continue;
+            }
+            let item = self.ready.remove(index).expect("index is in range");
+            self.start(item, task, supervisor, config, now);
+        }
+    }
+
+    fn dir_of(&self, item: &Item) -> std::path::PathBuf {
+        if item.claimed {
+            self.layout.running.clone()
+        } else {
+            self.layout.new.clone()
+        }
+    }
+
+    fn start(
+        &mut self,
+        mut item: Item,
+        task: &Task,
+        supervisor: &mut Supervisor,
+        config: &Config,
+        now: Instant,
+    ) {
+        if !item.claimed {
+            let claimed = fs::rename(
+                self.layout.new.join(&item.name),
+                self.layout.running.join(&item.name),
+            )
+            .and_then(|()| sync_dir(&self.layout.running))
+            .and_then(|()| sync_dir(&self.layout.new));
+            self.seen.remove(&item.name);
+            if let Err(e) = claimed {
+                // Gone from new/ (taken away by its writer): nothing left to run.
+                warn!("spool: cannot claim {}: {e}", item.name.escape_debug());
+                return;
+            }
+            item.claimed = true;
+        }
+        let attempt = item.result.attempts.len() as u32 + 1;
+        let launched = supervisor.launch(
+            Launch {
+                name: &task.name,
+                spec: &task.run,
+                extra: Extra {
+                    args: &item.request.args,
+                    env: Some(&item.request.env),
+                },
+                scheduled_at: item.scheduled_at,
+                attempt,
+                origin: Origin::Spool(item.name.clone()),
+            },
+            now,
+        );
+        match launched {
+            Ok(run_id) => {
+                item.result
+                    .attempts
+                    .push(Attempt::started(attempt, &run_id, Utc::now()));
+                // Counts the attempt if jobd dies during it; not synced: losing it
+                // only loses that count, the claim itself is durable.
+                let progress = self
+                    .layout
+                    .running
+                    .join(format!("{}{RESULT_SUFFIX}", item.name));
+                if let Err(e) = fs::write(&progress, item.result.to_json()) {
+                    warn!(
+                        "spool: cannot record the attempt of {}: {e}",
+                        item.name.escape_debug()
+                    );
+                }
+                self.running.insert(item.name.clone(), item);
+            }
+            Err(record) => {
+                let name = item.name.clone();
+                self.running.insert(name.clone(), item);
+                self.ended(&name, &record, config, now);
+            }
+        }
+    }
+
+    /// A spool run ended: finish the file, or schedule its next attempt.
+    pub fn ended(&mut self, name: &str, record: &RunRecord, config: &Config, now: Instant) {
+        let Some(mut item) = self.running.remove(name) else {
+            return;
+        };
+        // A task removed by a reload is not retried.
+        let (retries, retry_delay) = config
+            .task(&item.request.task)
+            .map_or((0, Duration::ZERO), |task| (task.retries, task.retry_delay));
+        let attempt = Attempt::ended(record);
+        match item.result.attempts.last_mut() {
+            Some(last) if last.run_id == record.run_id => *last = attempt,
+            _ => item.result.attempts.push(attempt),
+        }
+        let running = self.layout.running.clone();
+        if record.outcome.success() {
+            item.result.status = "done".to_string();
+            self.finish_file(&running, name, &self.layout.done.clone(), &item.result);
+            return;
+        }
+        if self.stopping {
+            // Stopped by jobd's own shutdown: it stays in running/ and runs again at
+            // the next start.
+            let _ = fs::write(
+                running.join(format!("{name}{RESULT_SUFFIX}")),
+                item.result.to_json(),
+            );
+            return;
+        }
+        let tries = item.result.attempts.len() as u32;
+        if tries <= retries {
+            let delay = retry_delay.saturating_mul(1 << (tries - 1).min(20));
+            info!(
+                "spool: {} failed ({}); attempt {} of {} in {}",
+                name.escape_debug(),
+                record.outcome,
+                tries + 1,
+                retries + 1,
+                crate::duration::format(delay)
+            );
+            let _ = fs::write(
+                running.join(format!("{name}{RESULT_SUFFIX}")),
+                item.result.to_json(),
+            );
+            self.sequence += 1;
+            self.retrying.insert((now + delay, self.sequence), item);
+            return;
+        }
+        item.result.status = "failed".to_string();
+        item.result.reason = Some(format!(
+            "{} after {tries} attempt{}",
+            record.outcome,
+            if tries == 1 { "" } else { "s" }
+        ));
+        self.finish_file(&running, name, &self.layout.failed.clone(), &item.result);
+    }
+
+    /// Start nothing more: jobd is shutting down. Files waiting stay where they are.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+    }
+
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+}
+
+/// Marks a file that disappeared before jobd could look at it.
+const VANISHED: &str = "vanished";
+
+/// The entries of a folder with their change times, results and temporaries left out.
+fn list(dir: &Path) -> Vec<(String, SystemTime)> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let changed = entry
+                .metadata()
+                .ok()
+                .map(|m| {
+                    SystemTime::UNIX_EPOCH
+                        + Duration::new(m.ctime().max(0) as u64, m.ctime_nsec().max(0) as u32)
+                })
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            Some((name, changed))
+        })
+        .collect()
+}
+
+/// Remove the oldest finished files (and their results) beyond what `keep` allows.
+fn sweep(dir: &Path, keep: Retention) {
+    if keep.count.is_none() && keep.age.is_none() {
+        return;
+    }
+    let mut files: Vec<(String, SystemTime)> = list(dir)
+        .into_iter()
+        .filter(|(name, _)| !name.ends_with(RESULT_SUFFIX) && !name.starts_with('.'))
+        .collect();
+    files.sort_by_key(|(_, changed)| std::cmp::Reverse(*changed));
+    let now = SystemTime::now();
+    for (index, (name, changed)) in files.iter().enumerate() {
+        let too_many = keep.count.is_some_and(|count| index >= count as usize);
+        let too_old = keep
+            .age
+            .is_some_and(|age| now.duration_since(*changed).unwrap_or_default() > age);
+        if too_many || too_old {
+            let path = dir.join(name);
+            let removed = if path.is_dir() && !path.is_symlink() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            if removed.is_ok() {
+                let _ = fs::remove_file(dir.join(format!("{name}{RESULT_SUFFIX}")));
+            }
+        }
+    }
+}
