@@ -32,6 +32,9 @@ use result::{Attempt, SpoolResult};
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
 /// How often old results are cleared out of `done/` (and `failed/`, if asked).
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// A regular file created in `new/` itself (not renamed into it) is picked up when its
+/// writer closes it, or after this long without that (a hard link never is "closed").
+const CREATED_GRACE: Duration = Duration::from_secs(1);
 
 /// Why the spool cannot be used; jobd does not start.
 #[derive(Debug)]
@@ -135,6 +138,8 @@ pub struct Spool {
     running: HashMap<String, Item>,
     /// Failed files waiting to be tried again.
     retrying: BTreeMap<(Instant, u64), Item>,
+    /// Regular files created in `new/` and not yet closed, with when to look anyway.
+    created: HashMap<String, Instant>,
     sequence: u64,
     next_sweep: Instant,
     stopping: bool,
@@ -173,6 +178,7 @@ impl Spool {
             seen: HashSet::new(),
             running: HashMap::new(),
             retrying: BTreeMap::new(),
+            created: HashMap::new(),
             sequence: 0,
             next_sweep: now,
             stopping: false,
@@ -284,9 +290,11 @@ impl Spool {
                     // anything else (a FIFO, a link, a folder) will never be written.
                     let path = self.layout.new.join(&name);
                     if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file()) {
+                        self.created.insert(name, Instant::now() + CREATED_GRACE);
                         continue;
                     }
                 }
+                self.created.remove(&name);
                 self.pick_up(&name, config);
             }
         }
@@ -478,7 +486,11 @@ impl Spool {
     /// When a retry or a clean-up is next due, for the poll timeout.
     pub fn next_deadline(&self) -> Option<Instant> {
         let retry = self.retrying.keys().next().map(|(at, _)| *at);
-        Some(retry.map_or(self.next_sweep, |at| at.min(self.next_sweep)))
+        let created = self.created.values().min().copied();
+        [retry, created, Some(self.next_sweep)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Move what has come due into the ready queue; clean up old results.
@@ -494,6 +506,16 @@ impl Spool {
                 break;
             }
             self.ready.push_back(entry.remove());
+        }
+        let unclosed: Vec<String> = self
+            .created
+            .iter()
+            .filter(|(_, at)| **at <= mono)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in unclosed {
+            self.created.remove(&name);
+            self.pick_up(&name, config);
         }
         if mono >= self.next_sweep {
             self.next_sweep = mono + SWEEP_EVERY;

@@ -10,6 +10,7 @@ use nix::unistd::Pid;
 use tempfile::TempDir;
 
 pub const JOBD: &str = env!("CARGO_BIN_EXE_jobd");
+pub const JOBCTL: &str = env!("CARGO_BIN_EXE_jobctl");
 
 /// A temporary directory with a jobfile in it.
 pub struct Dir {
@@ -40,7 +41,16 @@ impl Dir {
 
     /// Run `jobd ARGS` in this directory to completion.
     pub fn jobd(&self, args: &[&str]) -> Run {
-        let output = Command::new(JOBD)
+        self.run(JOBD, args)
+    }
+
+    /// Run `jobctl ARGS` in this directory to completion.
+    pub fn jobctl(&self, args: &[&str]) -> Run {
+        self.run(JOBCTL, args)
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Run {
+        let output = Command::new(program)
             .args(args)
             .current_dir(self.path())
             .env_remove("JOBD_CONFIG")
@@ -49,6 +59,7 @@ impl Dir {
             .output()
             .unwrap();
         Run {
+            program: program.rsplit('/').next().unwrap_or(program).to_string(),
             args: args.iter().map(|a| a.to_string()).collect(),
             output,
         }
@@ -77,6 +88,42 @@ impl Dir {
         }
     }
 
+    /// The spool's folder `sub` (new, running, done, failed, tmp) under `.jobd/spool`.
+    pub fn spool(&self, sub: &str) -> PathBuf {
+        self.join(".jobd/spool").join(sub)
+    }
+
+    /// The names in a spool folder, results left out, sorted.
+    pub fn spool_files(&self, sub: &str) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.spool(sub))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.ends_with(".result.json") && !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// The result JSON of a finished spool file in `done` or `failed`.
+    pub fn result(&self, sub: &str, name: &str) -> serde_json::Value {
+        let path = self.spool(sub).join(format!("{name}.result.json"));
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Drop a spool file the way a writer should: into tmp/, then rename into new/.
+    pub fn drop_file(&self, name: &str, contents: &[u8]) {
+        fs::create_dir_all(self.spool("tmp")).unwrap();
+        fs::create_dir_all(self.spool("new")).unwrap();
+        let staged = self.spool("tmp").join(name);
+        fs::write(&staged, contents).unwrap();
+        fs::rename(&staged, self.spool("new").join(name)).unwrap();
+    }
+
     /// The lines of a file the jobs append to (empty if it does not exist yet).
     pub fn lines(&self, name: &str) -> Vec<String> {
         fs::read_to_string(self.join(name))
@@ -89,6 +136,7 @@ impl Dir {
 
 /// A finished command, with what is needed to understand a failure.
 pub struct Run {
+    pub program: String,
     pub args: Vec<String>,
     pub output: Output,
 }
@@ -107,7 +155,8 @@ impl Run {
         assert_eq!(
             self.output.status.code(),
             Some(expected),
-            "jobd {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            "{} {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.program,
             self.args,
             self.stdout(),
             self.stderr()

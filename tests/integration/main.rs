@@ -3,3 +3,4 @@
 mod check;
 mod daemon;
 mod harness;
+mod spool;
