@@ -313,7 +313,7 @@ fn submit_works_with_jobd_down_and_checks_the_task() {
         name.starts_with("record.") && name.ends_with(".json"),
         "{name}"
     );
-    assert_eq!(dir.spool_files("new"), [name.clone()]);
+    assert_eq!(dir.spool_files("new"), std::slice::from_ref(&name));
     let text = fs::read_to_string(dir.spool("new").join(&name)).unwrap();
     let body: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["args"], serde_json::json!(["a b", "$HOME"]));
