@@ -19,6 +19,7 @@ use crate::record::signal_name;
 use crate::scheduler::Plan;
 use crate::signals::Signals;
 use crate::spool::{Spool, SpoolError};
+use crate::state::History;
 use crate::supervisor::{Ended, Origin, Stream, Supervisor};
 use crate::timer::{Fired, Timer};
 
@@ -107,6 +108,7 @@ impl Daemon {
         let timer = Timer::new().map_err(system("create a timerfd"))?;
         let plan = Plan::new(&config, Utc::now());
         let spool = Spool::open(&config, Instant::now()).map_err(DaemonError::Spool)?;
+        let supervisor = Supervisor::new(boot_id(), History::open(&config.state_dir));
         let enabled = config.jobs.iter().filter(|j| j.enabled).count();
         info!(
             "jobd {} started: {} ({} job{} enabled, {} task{}, environment {}, time zone {})",
@@ -125,7 +127,7 @@ impl Daemon {
             host,
             config,
             plan,
-            supervisor: Supervisor::new(boot_id()),
+            supervisor,
             spool,
             timer,
             armed: None,

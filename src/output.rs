@@ -59,6 +59,32 @@ impl Lines {
     }
 }
 
+/// Lines of a run's output kept for `jobctl history` when it fails.
+pub const TAIL_LINES: usize = 20;
+/// Each kept line is cut to this many bytes.
+const TAIL_LINE_BYTES: usize = 1024;
+
+/// The last lines a run wrote, bounded in count and size.
+#[derive(Debug, Default)]
+pub struct Tail {
+    lines: std::collections::VecDeque<String>,
+}
+
+impl Tail {
+    pub fn push(&mut self, line: &[u8]) {
+        if self.lines.len() == TAIL_LINES {
+            self.lines.pop_front();
+        }
+        let line = &line[..line.len().min(TAIL_LINE_BYTES)];
+        self.lines
+            .push_back(String::from_utf8_lossy(line).into_owned());
+    }
+
+    pub fn into_lines(self) -> Vec<String> {
+        self.lines.into()
+    }
+}
+
 /// How many lines a run may still log in the current second.
 #[derive(Debug)]
 pub struct LogBudget {

@@ -1,9 +1,11 @@
 //! What is known about a run once it has ended.
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+
+use crate::control::protocol::RunInfo;
+use crate::supervisor::child_time;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -67,27 +69,33 @@ pub struct RunRecord {
     pub started_at: DateTime<Utc>,
     pub ended_at: DateTime<Utc>,
     pub outcome: Outcome,
+    /// The last lines of output, kept when the run did not succeed.
+    pub output: Vec<String>,
 }
 
-/// The most recent runs of each job, newest last.
-#[derive(Debug, Default)]
-pub struct History {
-    by_job: HashMap<String, VecDeque<RunRecord>>,
-}
-
-/// Runs kept per job in memory.
-pub const RUNS_KEPT: usize = 100;
-
-impl History {
-    pub fn push(&mut self, record: RunRecord) {
-        let runs = self.by_job.entry(record.job.clone()).or_default();
-        if runs.len() == RUNS_KEPT {
-            runs.pop_front();
+impl RunRecord {
+    /// The record as the control protocol and the state file carry it.
+    pub fn info(&self) -> RunInfo {
+        let (outcome, exit_code, signal) = match &self.outcome {
+            Outcome::Exited(0) => ("succeeded", Some(0), None),
+            Outcome::Exited(code) => ("failed", Some(*code), None),
+            Outcome::Signaled(s) => ("killed", None, Some(signal_name(*s))),
+            Outcome::TimedOut { signal } => ("timed_out", None, signal.map(signal_name)),
+            Outcome::NotStarted(_) => ("not_started", None, None),
+        };
+        RunInfo {
+            job: self.job.clone(),
+            run_id: self.run_id.clone(),
+            attempt: self.attempt,
+            scheduled_at: child_time(self.scheduled_at),
+            started_at: child_time(self.started_at),
+            ended_at: child_time(self.ended_at),
+            duration_ms: (self.ended_at - self.started_at).num_milliseconds().max(0) as u64,
+            outcome: outcome.to_string(),
+            exit_code,
+            signal,
+            message: self.outcome.to_string(),
+            output: self.output.clone(),
         }
-        runs.push_back(record);
-    }
-
-    pub fn runs(&self, job: &str) -> impl Iterator<Item = &RunRecord> {
-        self.by_job.get(job).into_iter().flatten()
     }
 }

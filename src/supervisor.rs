@@ -13,9 +13,10 @@ use nix::unistd::Pid;
 
 use crate::config::{Job, OnOverlap, RunSpec};
 use crate::duration;
-use crate::output::{Lines, LogBudget};
+use crate::output::{Lines, LogBudget, Tail};
 use crate::process::{self, Extra, signal_group};
-use crate::record::{History, Outcome, RunRecord};
+use crate::record::{Outcome, RunRecord};
+use crate::state::History;
 
 /// Output read from one pipe per wake-up: a flooding child gets its turn, then the
 /// loop goes back to the timer and the other children.
@@ -103,6 +104,7 @@ struct Run {
     stdout: Option<Pipe>,
     stderr: Option<Pipe>,
     budget: LogBudget,
+    tail: Tail,
 }
 
 /// A process group whose leader has ended while other members lived on: they got
@@ -124,12 +126,12 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(boot: u32) -> Supervisor {
+    pub fn new(boot: u32, history: History) -> Supervisor {
         Supervisor {
             runs: Vec::new(),
             pending: HashMap::new(),
             lingering: Vec::new(),
-            history: History::default(),
+            history,
             boot,
             next_key: 1,
         }
@@ -275,6 +277,7 @@ impl Supervisor {
                         lines: Lines::default(),
                     }),
                     budget: LogBudget::new(now),
+                    tail: Tail::default(),
                 });
                 Ok(id)
             }
@@ -288,8 +291,9 @@ impl Supervisor {
                     started_at,
                     ended_at: started_at,
                     outcome: Outcome::NotStarted(err.to_string()),
+                    output: Vec::new(),
                 };
-                self.history.push(record.clone());
+                self.history.push(record.info());
                 Err(record)
             }
         }
@@ -373,10 +377,15 @@ impl Supervisor {
             attempt: run.attempt,
             scheduled_at: run.scheduled_at,
             started_at: run.started_at,
+            output: if outcome.success() {
+                Vec::new()
+            } else {
+                std::mem::take(&mut run.tail).into_lines()
+            },
             ended_at,
             outcome,
         };
-        self.history.push(record.clone());
+        self.history.push(record.info());
         if run.origin == Origin::Job {
             match jobs.iter().find(|job| job.name == run.job) {
                 Some(job) => self.start_pending(job, now),
@@ -496,10 +505,14 @@ fn drain(run: &mut Run, stream: Stream, limit: usize, now: Instant) {
             }
             Ok(n) => {
                 total += n;
-                let (job, id, budget) = (&run.job, &run.id, &mut run.budget);
-                open.lines.push(&buf[..n], |line| {
-                    log_line(job, id, stream, line, budget, now)
-                });
+                let mut sink = Sink {
+                    job: &run.job,
+                    id: &run.id,
+                    budget: &mut run.budget,
+                    tail: &mut run.tail,
+                };
+                open.lines
+                    .push(&buf[..n], |line| sink.line(stream, line, now));
             }
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => break,
@@ -516,31 +529,41 @@ fn close(run: &mut Run, stream: Stream) {
         Stream::Stderr => run.stderr.take(),
     };
     if let Some(mut pipe) = pipe {
-        let (job, id, budget) = (&run.job, &run.id, &mut run.budget);
+        let mut sink = Sink {
+            job: &run.job,
+            id: &run.id,
+            budget: &mut run.budget,
+            tail: &mut run.tail,
+        };
         pipe.lines
-            .finish(|line| log_line(job, id, stream, line, budget, Instant::now()));
+            .finish(|line| sink.line(stream, line, Instant::now()));
     }
 }
 
-fn log_line(
-    job: &str,
-    id: &str,
-    stream: Stream,
-    line: &[u8],
-    budget: &mut LogBudget,
-    now: Instant,
-) {
-    let (allowed, dropped) = budget.take(now);
-    if let Some(dropped) = dropped {
-        warn!("{job}[{id}]: {dropped} lines of output not logged (too many per second)");
-    }
-    if !allowed {
-        return;
-    }
-    let text = String::from_utf8_lossy(line);
-    match stream {
-        Stream::Stdout => info!("{job}[{id}]: {text}"),
-        Stream::Stderr => warn!("{job}[{id}]: {text}"),
+/// Where a run's output lines go: the log (within its budget) and the kept tail.
+struct Sink<'a> {
+    job: &'a str,
+    id: &'a str,
+    budget: &'a mut LogBudget,
+    tail: &'a mut Tail,
+}
+
+impl Sink<'_> {
+    fn line(&mut self, stream: Stream, line: &[u8], now: Instant) {
+        self.tail.push(line);
+        let (allowed, dropped) = self.budget.take(now);
+        let (job, id) = (self.job, self.id);
+        if let Some(dropped) = dropped {
+            warn!("{job}[{id}]: {dropped} lines of output not logged (too many per second)");
+        }
+        if !allowed {
+            return;
+        }
+        let text = String::from_utf8_lossy(line);
+        match stream {
+            Stream::Stdout => info!("{job}[{id}]: {text}"),
+            Stream::Stderr => warn!("{job}[{id}]: {text}"),
+        }
     }
 }
 

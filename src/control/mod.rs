@@ -1,0 +1,3 @@
+//! The control socket: jobctl's way in.
+
+pub mod protocol;

@@ -1,0 +1,150 @@
+//! The control protocol: one JSON object per line each way, versioned. These types are
+//! also what `jobctl ... --json` prints.
+
+use serde::{Deserialize, Serialize};
+
+/// Raised only for changes an older jobctl could not read.
+pub const VERSION: u32 = 1;
+
+/// A request is at most this long; a longer one is refused and the connection closed.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub version: u32,
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    Status,
+    History {
+        #[serde(default)]
+        job: Option<String>,
+        limit: usize,
+    },
+    /// Fire a job now, under its max_instances and on_overlap.
+    Run {
+        job: String,
+        /// Answer when the run has ended rather than when it started.
+        #[serde(default)]
+        wait: bool,
+    },
+    Reload {
+        #[serde(default)]
+        dry_run: bool,
+    },
+    Next {
+        #[serde(default)]
+        job: Option<String>,
+        count: usize,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub version: u32,
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Body {
+    Error { message: String },
+    Status(Status),
+    History { runs: Vec<RunInfo> },
+    Run(RunAnswer),
+    Reload(ReloadAnswer),
+    Next { instants: Vec<NextInstant> },
+}
+
+/// `jobctl status --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub daemon: Option<DaemonInfo>,
+    /// The last reload that failed, while its error stands.
+    pub reload_error: Option<String>,
+    pub jobs: Vec<JobStatus>,
+    pub spool: Option<SpoolStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    pub version: String,
+    pub started_at: String,
+    pub uptime_seconds: u64,
+    pub jobfile: String,
+    pub environment: Option<String>,
+    pub timezone: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobStatus {
+    pub name: String,
+    pub schedule: String,
+    pub enabled: bool,
+    /// The next instant, RFC 3339 in UTC; none when disabled or never again.
+    pub next: Option<String>,
+    pub running: usize,
+    pub last: Option<RunInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoolStatus {
+    pub dir: String,
+    pub queued: usize,
+    pub delayed: usize,
+    pub running: usize,
+    pub retrying: usize,
+    /// Files in failed/ that failed in the last 24 hours.
+    pub failed_recently: usize,
+}
+
+/// One ended run, as kept in the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub job: String,
+    pub run_id: String,
+    pub attempt: u32,
+    pub scheduled_at: String,
+    pub started_at: String,
+    pub ended_at: String,
+    pub duration_ms: u64,
+    /// `succeeded`, `failed`, `killed`, `timed_out` or `not_started`.
+    pub outcome: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    /// What went wrong, in words.
+    pub message: String,
+    /// The last lines of output of a run that did not succeed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunAnswer {
+    /// `started`, `skipped`, `queued`, `replacing` (the running instance is being stopped).
+    pub decision: String,
+    pub run_id: Option<String>,
+    /// With `wait`: how the run ended.
+    pub ended: Option<RunInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadAnswer {
+    pub applied: bool,
+    pub error: Option<String>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextInstant {
+    pub job: String,
+    pub at: String,
+}

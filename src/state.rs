@@ -1,0 +1,170 @@
+//! What survives a restart: the history of runs, in `state_dir/history.jsonl`.
+//!
+//! Append-only, one JSON object per line, so a crash at any moment leaves every line
+//! but perhaps a torn last one readable (and that one is skipped). When the file grows
+//! past a bound it is rewritten with only the runs kept, to a temporary file renamed
+//! over it.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use log::{error, info};
+
+use crate::control::protocol::RunInfo;
+
+/// Runs kept per job.
+pub const RUNS_KEPT: usize = 100;
+/// The history file is compacted when it grows past this.
+const COMPACT_AT: u64 = 8 << 20;
+const FILE: &str = "history.jsonl";
+
+/// The most recent runs of each job, newest last, mirrored to the state directory.
+#[derive(Debug, Default)]
+pub struct History {
+    by_job: HashMap<String, VecDeque<RunInfo>>,
+    file: Option<PathBuf>,
+    bytes: u64,
+    /// Set while writing fails (a full or read-only disk), so the error is logged once.
+    failing: bool,
+}
+
+impl History {
+    /// Load the history kept in `state_dir`, creating the folder if needed. A history
+    /// that cannot be read starts empty; one that cannot be written is logged and
+    /// retried at every run.
+    pub fn open(state_dir: &Path) -> History {
+        if let Err(e) = fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(state_dir)
+        {
+            error!(
+                "cannot create the state directory {}: {e}",
+                state_dir.display()
+            );
+        }
+        let path = state_dir.join(FILE);
+        let mut history = History {
+            file: Some(path.clone()),
+            ..History::default()
+        };
+        for run in read(&path) {
+            history.keep(run);
+        }
+        history.bytes = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        history
+    }
+
+    fn keep(&mut self, run: RunInfo) {
+        let runs = self.by_job.entry(run.job.clone()).or_default();
+        if runs.len() == RUNS_KEPT {
+            runs.pop_front();
+        }
+        runs.push_back(run);
+    }
+
+    /// Record an ended run, in memory and on disk.
+    pub fn push(&mut self, run: RunInfo) {
+        if self.file.is_some() {
+            let mut line = serde_json::to_string(&run).expect("a run serializes");
+            line.push('\n');
+            self.write(&line);
+        }
+        self.keep(run);
+        if self.bytes > COMPACT_AT {
+            self.compact();
+        }
+    }
+
+    fn write(&mut self, line: &str) {
+        let Some(path) = &self.file else { return };
+        let written = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut file| file.write_all(line.as_bytes()));
+        match written {
+            Ok(()) => {
+                self.bytes += line.len() as u64;
+                if self.failing {
+                    info!("the run history in {} is written again", path.display());
+                    self.failing = false;
+                }
+            }
+            Err(e) if !self.failing => {
+                error!(
+                    "cannot write the run history to {}: {e}; jobs go on",
+                    path.display()
+                );
+                self.failing = true;
+            }
+            Err(_) => {}
+        }
+    }
+
+    fn compact(&mut self) {
+        let Some(path) = self.file.clone() else {
+            return;
+        };
+        let mut text = String::new();
+        for run in self.by_job.values().flatten() {
+            text.push_str(&serde_json::to_string(run).expect("a run serializes"));
+            text.push('\n');
+        }
+        let temporary = path.with_extension("jsonl.tmp");
+        let replaced = File::create(&temporary)
+            .and_then(|mut file| {
+                file.write_all(text.as_bytes())?;
+                file.sync_all()
+            })
+            .and_then(|()| fs::rename(&temporary, &path));
+        match replaced {
+            Ok(()) => self.bytes = text.len() as u64,
+            Err(e) => error!("cannot compact the run history {}: {e}", path.display()),
+        }
+    }
+
+    /// The runs of one job, oldest first.
+    pub fn runs(&self, job: &str) -> impl Iterator<Item = &RunInfo> {
+        self.by_job.get(job).into_iter().flatten()
+    }
+
+    pub fn last(&self, job: &str) -> Option<&RunInfo> {
+        self.by_job.get(job).and_then(|runs| runs.back())
+    }
+
+    /// Every job's runs, newest last overall (by start), at most `limit`.
+    pub fn recent(&self, job: Option<&str>, limit: usize) -> Vec<RunInfo> {
+        let mut runs: Vec<&RunInfo> = match job {
+            Some(job) => self.runs(job).collect(),
+            None => self.by_job.values().flatten().collect(),
+        };
+        runs.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+        let skip = runs.len().saturating_sub(limit);
+        runs.into_iter().skip(skip).cloned().collect()
+    }
+}
+
+/// Every readable run in a history file; a torn or damaged line is skipped.
+pub fn read(path: &Path) -> Vec<RunInfo> {
+    let Ok(file) = File::open(path) else {
+        return Vec::new();
+    };
+    BufReader::new(file)
+        .lines()
+        .map_while(io::Result::ok)
+        .filter_map(|line| serde_json::from_str(&line).ok())
+        .collect()
+}
+
+/// The history as kept on disk, for `jobctl` when jobd is not running.
+pub fn load(state_dir: &Path) -> History {
+    let mut history = History::default();
+    for run in read(&state_dir.join(FILE)) {
+        history.keep(run);
+    }
+    history
+}
