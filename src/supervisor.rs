@@ -225,7 +225,7 @@ impl Supervisor {
 
     /// Start a run. Returns its id, or, when it could not start, its record (already
     /// logged and kept in the history).
-    pub fn launch(&mut self, launch: Launch, now: Instant) -> Result<String, RunRecord> {
+    pub fn launch(&mut self, launch: Launch, now: Instant) -> Result<String, Box<RunRecord>> {
         let key = self.next_key;
         self.next_key += 1;
         let id = format!("{:08x}-{key}", self.boot);
@@ -294,7 +294,7 @@ impl Supervisor {
                     output: Vec::new(),
                 };
                 self.history.push(record.info());
-                Err(record)
+                Err(Box::new(record))
             }
         }
     }
