@@ -72,9 +72,12 @@ fn parse_rfc3339(text: &str) -> Result<DateTime<FixedOffset>, String> {
     })
 }
 
-/// jobctl: submit one-off jobs to jobd.
+/// jobctl: see and steer a running jobd, and submit one-off jobs.
 ///
-/// Finds the spool directory from the same jobfile as jobd (-c, $JOBD_CONFIG, ./jobd.yaml).
+/// Finds the daemon's socket and spool from the same jobfile as jobd (-c, $JOBD_CONFIG,
+/// ./jobd.yaml), or the socket from --socket. Exit codes: 0 success, 1 the request failed,
+/// 2 usage error, 3 jobd is not running (status and history still print what the state
+/// directory holds).
 #[derive(Debug, Parser)]
 #[command(name = "jobctl", version, max_term_width = 100)]
 pub struct JobctlArgs {
@@ -89,12 +92,57 @@ pub struct JobctlArgs {
     )]
     pub config: PathBuf,
 
+    /// The control socket, instead of the one the jobfile names
+    #[arg(long = "socket", value_name = "PATH", global = true)]
+    pub socket: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: JobctlCommand,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum JobctlCommand {
+    /// Show every job (schedule, next run, last run, running count), the one-off queue and the daemon
+    Status {
+        /// Print the status as one JSON object
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show past runs, newest last, with the last output lines of failed ones
+    History {
+        /// Only this job's (or task's) runs
+        #[arg(value_name = "JOB")]
+        job: Option<String>,
+        /// How many runs
+        #[arg(short = 'n', value_name = "N", default_value_t = 20)]
+        count: usize,
+        /// Print the runs as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fire a job now, under its max_instances and on_overlap
+    Run {
+        #[arg(value_name = "JOB")]
+        job: String,
+        /// Wait for the run to end and exit with its exit code (128+signal if killed)
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Re-read the jobfile and apply it; print what changed, or the error (exit 1)
+    Reload {
+        /// Only validate the jobfile on disk and print what a reload would change
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+    },
+    /// Show the coming fire times, soonest first
+    Next {
+        /// Only this job's
+        #[arg(value_name = "JOB")]
+        job: Option<String>,
+        /// How many
+        #[arg(short = 'n', value_name = "N", default_value_t = 10)]
+        count: usize,
+    },
     /// Queue a one-off run of a task: write a spool file (through tmp/ into new/) and print its name
     ///
     /// Works whether or not jobd is running: a running jobd starts it at once (or at its

@@ -7,8 +7,14 @@ use chrono::Utc;
 use crate::check;
 use crate::cli::{CheckArgs, JobctlArgs, JobctlCommand, JobfileArgs};
 use crate::config::{self, Host};
+use crate::control::answer;
+use crate::control::client::{self, ClientError};
+use crate::control::protocol::{Body, Command, RunAnswer, Status};
 use crate::daemon::Daemon;
+use crate::render::{self, Style};
 use crate::submit::Start;
+use std::io::IsTerminal;
+use std::time::Duration;
 
 /// `jobd check`: exit 0 and print fire times if the jobfile is valid, else exit 1 and
 /// print every problem.
@@ -45,16 +51,157 @@ pub fn run(jobfile: &JobfileArgs) -> ExitCode {
     }
 }
 
-/// `jobctl`: parse, do, map to an exit code (0 done, 1 refused or failed).
+/// jobctl's exit codes (SPEC: 0 success, 1 the request failed, 2 usage, 3 not running).
+const FAILED: u8 = 1;
+const NOT_RUNNING: u8 = 3;
+
+/// `jobctl`: parse, do, map to an exit code.
 pub fn jobctl(args: &JobctlArgs) -> ExitCode {
     let config = match config::load(&args.config, None, &Host::from_env()) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("{err}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(FAILED);
         }
     };
+    let socket = args.socket.clone().unwrap_or_else(|| config.socket.clone());
+    let style = Style {
+        zone: config.timezone,
+        colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        now: Utc::now(),
+    };
+    let call = |command, timeout| client::call(&socket, command, timeout);
+    let quick = Some(Duration::from_secs(30));
     match &args.command {
+        JobctlCommand::Status { json } => match call(Command::Status, quick) {
+            Ok(Body::Status(status)) => print_status(&status, *json, &style, ExitCode::SUCCESS),
+            Err(err @ ClientError::NotRunning { .. }) => {
+                eprintln!("jobctl: {err}");
+                let status = answer::offline_status(&config);
+                print_status(&status, *json, &style, ExitCode::from(NOT_RUNNING))
+            }
+            other => fail(other),
+        },
+        JobctlCommand::History { job, count, json } => {
+            let command = Command::History {
+                job: job.clone(),
+                limit: *count,
+            };
+            let (runs, code) = match call(command, quick) {
+                Ok(Body::History { runs }) => (runs, ExitCode::SUCCESS),
+                Err(err @ ClientError::NotRunning { .. }) => {
+                    eprintln!("jobctl: {err}");
+                    let history = crate::state::load(&config.state_dir);
+                    (
+                        history.recent(job.as_deref(), *count),
+                        ExitCode::from(NOT_RUNNING),
+                    )
+                }
+                other => return fail(other),
+            };
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&runs).expect("runs serialize")
+                );
+            } else {
+                print!("{}", render::history(&runs, &style));
+            }
+            code
+        }
+        JobctlCommand::Run { job, wait } => {
+            let command = Command::Run {
+                job: job.clone(),
+                wait: *wait,
+            };
+            match call(command, if *wait { None } else { quick }) {
+                Ok(Body::Run(RunAnswer {
+                    ended: Some(run), ..
+                })) => {
+                    println!("{}[{}]: {}", run.job, run.run_id, run.message);
+                    let code = match (run.exit_code, &run.signal) {
+                        (Some(code), _) => code,
+                        (None, Some(signal)) => 128 + signal_number(signal),
+                        (None, None) => 1,
+                    };
+                    ExitCode::from(code.clamp(0, 255) as u8)
+                }
+                Ok(Body::Run(RunAnswer {
+                    decision, run_id, ..
+                })) => match (decision.as_str(), run_id) {
+                    ("started", Some(id)) => {
+                        println!("{job}[{id}]: started");
+                        ExitCode::SUCCESS
+                    }
+                    (decision, _) => {
+                        let why = match decision {
+                            "skipped" => {
+                                "not started: an instance is still running (on_overlap: skip)"
+                            }
+                            "queued" => {
+                                "queued: it starts when the running instance ends (on_overlap: queue)"
+                            }
+                            _ => {
+                                "the running instance is being stopped; it starts after (on_overlap: replace)"
+                            }
+                        };
+                        println!("{job}: {why}");
+                        if *wait || decision == "skipped" {
+                            ExitCode::from(FAILED)
+                        } else {
+                            ExitCode::SUCCESS
+                        }
+                    }
+                },
+                other => fail(other),
+            }
+        }
+        JobctlCommand::Reload { dry_run } => {
+            match call(Command::Reload { dry_run: *dry_run }, quick) {
+                Ok(Body::Reload(answer)) => {
+                    if let Some(error) = &answer.error {
+                        eprintln!("{error}");
+                        return ExitCode::from(FAILED);
+                    }
+                    let verb = if *dry_run { "would be" } else { "were" };
+                    println!(
+                        "{}: {} {verb} added, {} removed, {} changed",
+                        if *dry_run {
+                            "jobfile is valid"
+                        } else {
+                            "reloaded"
+                        },
+                        answer.added.len(),
+                        answer.removed.len(),
+                        answer.changed.len()
+                    );
+                    for (what, names) in [
+                        ("added", &answer.added),
+                        ("removed", &answer.removed),
+                        ("changed", &answer.changed),
+                    ] {
+                        for name in names {
+                            println!("  {what}: {name}");
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                other => fail(other),
+            }
+        }
+        JobctlCommand::Next { job, count } => {
+            let command = Command::Next {
+                job: job.clone(),
+                count: *count,
+            };
+            match call(command, quick) {
+                Ok(Body::Next { instants }) => {
+                    print!("{}", render::next(&instants, &style));
+                    ExitCode::SUCCESS
+                }
+                other => fail(other),
+            }
+        }
         JobctlCommand::Submit(submit) => {
             let start = match (submit.at, submit.delay) {
                 (Some(at), _) => Start::At(at.to_utc()),
@@ -68,9 +215,44 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                 }
                 Err(err) => {
                     eprintln!("jobctl: {err}");
-                    ExitCode::FAILURE
+                    ExitCode::from(FAILED)
                 }
             }
         }
     }
+}
+
+fn print_status(status: &Status, json: bool, style: &Style, code: ExitCode) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(status).expect("status serializes")
+        );
+    } else {
+        print!("{}", render::status(status, style));
+    }
+    code
+}
+
+/// An answer that is an error, or not the kind asked for.
+fn fail(answer: Result<Body, ClientError>) -> ExitCode {
+    match answer {
+        Err(err @ ClientError::NotRunning { .. }) => {
+            eprintln!("jobctl: {err}");
+            ExitCode::from(NOT_RUNNING)
+        }
+        Err(err) => {
+            eprintln!("jobctl: {err}");
+            ExitCode::from(FAILED)
+        }
+        Ok(body) => {
+            eprintln!("jobctl: unexpected answer from jobd: {body:?}");
+            ExitCode::from(FAILED)
+        }
+    }
+}
+
+fn signal_number(name: &str) -> i32 {
+    name.parse::<nix::sys::signal::Signal>()
+        .map_or(0, |s| s as i32)
 }

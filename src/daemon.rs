@@ -14,13 +14,16 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::config::{self, Config, DEFAULT_KILL_GRACE, Host};
+use crate::config::{self, CatchUp, Config, DEFAULT_KILL_GRACE, Host};
+use crate::control::answer;
+use crate::control::protocol::{Body, Command, ReloadAnswer, RunAnswer, SpoolStatus, Status};
+use crate::control::server::{ControlError, Incoming, Server};
 use crate::record::signal_name;
-use crate::scheduler::Plan;
+use crate::scheduler::{self, Plan};
 use crate::signals::Signals;
 use crate::spool::{Spool, SpoolError};
 use crate::state::History;
-use crate::supervisor::{Ended, Origin, Stream, Supervisor};
+use crate::supervisor::{Decision, Ended, Origin, Stream, Supervisor};
 use crate::timer::{Fired, Timer};
 
 /// Why jobd could not start or had to stop.
@@ -28,6 +31,7 @@ use crate::timer::{Fired, Timer};
 pub enum DaemonError {
     Config(config::ConfigError),
     Spool(SpoolError),
+    Control(ControlError),
     /// A system call the loop cannot do without failed.
     System {
         what: &'static str,
@@ -40,6 +44,7 @@ impl fmt::Display for DaemonError {
         match self {
             DaemonError::Config(err) => write!(f, "{err}"),
             DaemonError::Spool(err) => write!(f, "{err}"),
+            DaemonError::Control(err) => write!(f, "{err}"),
             DaemonError::System { what, error } => write!(f, "cannot {what}: {error}"),
         }
     }
@@ -79,6 +84,12 @@ pub struct Daemon {
     plan: Plan,
     supervisor: Supervisor,
     spool: Spool,
+    server: Server,
+    started_at: DateTime<Utc>,
+    /// The last reload's error, shown by `jobctl status` until a reload succeeds.
+    reload_error: Option<String>,
+    /// `jobctl run --wait` clients, by the run they wait for.
+    waiters: Vec<(u64, String)>,
     timer: Timer,
     armed: Option<DateTime<Utc>>,
     signals: Signals,
@@ -109,6 +120,8 @@ impl Daemon {
         let plan = Plan::new(&config, Utc::now());
         let spool = Spool::open(&config, Instant::now()).map_err(DaemonError::Spool)?;
         let supervisor = Supervisor::new(boot_id(), History::open(&config.state_dir));
+        let server = Server::bind(&config.socket, config.socket_group.as_deref())
+            .map_err(DaemonError::Control)?;
         let enabled = config.jobs.iter().filter(|j| j.enabled).count();
         info!(
             "jobd {} started: {} ({} job{} enabled, {} task{}, environment {}, time zone {})",
@@ -129,6 +142,10 @@ impl Daemon {
             plan,
             supervisor,
             spool,
+            server,
+            started_at: Utc::now(),
+            reload_error: None,
+            waiters: Vec::new(),
             timer,
             armed: None,
             signals,
@@ -139,10 +156,12 @@ impl Daemon {
 
     /// Run until shut down by a signal.
     pub fn run(mut self) -> Result<(), DaemonError> {
+        self.catch_up();
         self.arm()?;
         loop {
             let now = Instant::now();
             self.supervisor.tick(now);
+            self.server.expire(now);
             self.spool.tick(Utc::now(), now, &self.config);
             self.spool.dispatch(&mut self.supervisor, &self.config, now);
             self.arm()?;
@@ -161,6 +180,15 @@ impl Daemon {
                 self.spool.on_events(&self.config);
             }
             let now = Instant::now();
+            if ready.listener {
+                self.server.accept(now);
+            }
+            for client in ready.clients {
+                if let Some(incoming) = self.server.ready(client, now) {
+                    self.on_request(incoming)?;
+                }
+            }
+            let now = Instant::now();
             for (key, stream) in ready.pipes {
                 self.supervisor.read_output(key, stream, now);
             }
@@ -172,6 +200,9 @@ impl Daemon {
         let mut deadline = self.supervisor.next_deadline();
         if let Some(spool) = self.spool.next_deadline() {
             deadline = earliest(deadline, spool);
+        }
+        if let Some(client) = self.server.next_deadline() {
+            deadline = earliest(deadline, client);
         }
         match self.phase {
             Phase::Running => {}
@@ -190,10 +221,21 @@ impl Daemon {
             }
         };
         let pipes: Vec<_> = self.supervisor.pipes().collect();
-        let mut fds = Vec::with_capacity(2 + pipes.len());
+        let mut fds = Vec::with_capacity(4 + pipes.len());
         fds.push(PollFd::new(self.timer.fd(), PollFlags::POLLIN));
         fds.push(PollFd::new(self.signals.fd(), PollFlags::POLLIN));
         fds.push(PollFd::new(self.spool.fd(), PollFlags::POLLIN));
+        let control = self.server.fds();
+        fds.extend(control.iter().map(|(_, fd, write)| {
+            PollFd::new(
+                *fd,
+                if *write {
+                    PollFlags::POLLOUT
+                } else {
+                    PollFlags::POLLIN
+                },
+            )
+        }));
         fds.extend(
             pipes
                 .iter()
@@ -213,13 +255,48 @@ impl Daemon {
             timer: ready(&fds[0]),
             signals: ready(&fds[1]),
             spool: ready(&fds[2]),
+            listener: ready(&fds[3]),
+            clients: control[1..]
+                .iter()
+                .zip(&fds[4..])
+                .filter(|(_, fd)| ready(fd))
+                .filter_map(|((id, _, _), _)| *id)
+                .collect(),
             pipes: pipes
                 .iter()
-                .zip(&fds[3..])
+                .zip(&fds[3 + control.len()..])
                 .filter(|(_, fd)| ready(fd))
                 .map(|((key, stream, _), _)| (*key, *stream))
                 .collect(),
         })
+    }
+
+    /// Jobs with `catch_up: once` that missed instants while jobd was down run once now.
+    fn catch_up(&mut self) {
+        let now = Utc::now();
+        let mono = Instant::now();
+        for job in self
+            .config
+            .jobs
+            .iter()
+            .filter(|j| j.enabled && j.catch_up == CatchUp::Once)
+        {
+            let last = self
+                .supervisor
+                .history()
+                .last(&job.name)
+                .and_then(|run| DateTime::parse_from_rfc3339(&run.scheduled_at).ok())
+                .map(|at| at.to_utc());
+            if let Some(due) = scheduler::catch_up(job, last, now) {
+                info!(
+                    "{}: catching up on {} instant{} missed while jobd was down (catch_up: once)",
+                    job.name,
+                    due.missed + 1,
+                    plural(due.missed as usize + 1)
+                );
+                self.supervisor.fire(job, due.instant, 0, mono);
+            }
+        }
     }
 
     fn on_timer(&mut self) -> Result<(), DaemonError> {
@@ -263,6 +340,19 @@ impl Daemon {
             self.spool
                 .ended(file, &ended.record, &self.config, Instant::now());
         }
+        let run_id = &ended.record.run_id;
+        let now = Instant::now();
+        let (answered, waiting): (Vec<_>, Vec<_>) =
+            self.waiters.drain(..).partition(|(_, id)| id == run_id);
+        self.waiters = waiting;
+        for (client, _) in answered {
+            let body = Body::Run(RunAnswer {
+                decision: "started".to_string(),
+                run_id: Some(run_id.clone()),
+                ended: Some(ended.record.info()),
+            });
+            self.server.respond(client, body, now);
+        }
     }
 
     /// Reap every child that has ended: one SIGCHLD may stand for many.
@@ -288,30 +378,146 @@ impl Daemon {
     }
 
     fn reload(&mut self) -> Result<(), DaemonError> {
+        self.reload_with(false).map(|_| ())
+    }
+
+    /// Re-read the jobfile; apply it unless `dry_run`. A broken jobfile changes nothing.
+    fn reload_with(&mut self, dry_run: bool) -> Result<ReloadAnswer, DaemonError> {
         if self.phase != Phase::Running {
-            return Ok(());
+            return Ok(refused("jobd is shutting down".to_string()));
         }
-        match config::load(&self.jobfile, self.environment.as_deref(), &self.host) {
-            Ok(config) => {
-                if let Err(err) = self.spool.reload(&config) {
-                    error!("reload refused, keeping the running configuration: {err}");
+        let config = match config::load(&self.jobfile, self.environment.as_deref(), &self.host) {
+            Ok(config) => config,
+            Err(err) => {
+                let error = err.to_string();
+                if !dry_run {
+                    error!("reload refused, keeping the running configuration:\n{error}");
+                    self.reload_error = Some(error.clone());
+                }
+                return Ok(refused(error));
+            }
+        };
+        let mut answer = answer::reload_diff(&self.config, &config);
+        if dry_run {
+            return Ok(answer);
+        }
+        if let Err(err) = self.spool.reload(&config) {
+            let error = err.to_string();
+            error!("reload refused, keeping the running configuration: {error}");
+            self.reload_error = Some(error.clone());
+            return Ok(refused(error));
+        }
+        self.plan.reload(&config, Utc::now());
+        info!(
+            "reloaded {}: {} jobs, {} tasks; added: [{}], removed: [{}], changed: [{}]",
+            config.file.display(),
+            config.jobs.len(),
+            config.tasks.len(),
+            answer.added.join(", "),
+            answer.removed.join(", "),
+            answer.changed.join(", ")
+        );
+        self.config = config;
+        self.reload_error = None;
+        self.armed = None;
+        self.arm()?;
+        answer.applied = true;
+        Ok(answer)
+    }
+
+    /// A request from jobctl. Most are answered at once; `run --wait` when the run ends.
+    fn on_request(&mut self, incoming: Incoming) -> Result<(), DaemonError> {
+        let now = Instant::now();
+        let body = match incoming.request.command {
+            Command::Status => Body::Status(self.status()),
+            Command::History { job, limit } => match job {
+                Some(name)
+                    if self.config.job(&name).is_none() && self.config.task(&name).is_none() =>
+                {
+                    error_body(answer::unknown_job(&self.config, &name))
+                }
+                job => Body::History {
+                    runs: self.supervisor.history().recent(job.as_deref(), limit),
+                },
+            },
+            Command::Next { job, count } => {
+                match answer::next(&self.config, &self.plan, job.as_deref(), count) {
+                    Ok(instants) => Body::Next { instants },
+                    Err(message) => error_body(message),
+                }
+            }
+            Command::Reload { dry_run } => Body::Reload(self.reload_with(dry_run)?),
+            Command::Run { job, wait } => match self.run_now(&job, now) {
+                Err(message) => error_body(message),
+                Ok((_, Some(run_id))) if wait => {
+                    self.waiters.push((incoming.client, run_id));
                     return Ok(());
                 }
-                self.plan.reload(&config, Utc::now());
-                info!(
-                    "reloaded {}: {} jobs, {} tasks",
-                    config.file.display(),
-                    config.jobs.len(),
-                    config.tasks.len()
-                );
-                self.config = config;
-                self.armed = None;
-                self.arm()
+                Ok((decision, run_id)) => Body::Run(RunAnswer {
+                    decision,
+                    run_id,
+                    ended: None,
+                }),
+            },
+        };
+        self.server.respond(incoming.client, body, now);
+        Ok(())
+    }
+
+    /// `jobctl run JOB`: an instant of the job, now, under its overlap policy.
+    fn run_now(&mut self, name: &str, now: Instant) -> Result<(String, Option<String>), String> {
+        if self.phase != Phase::Running {
+            return Err("jobd is shutting down".to_string());
+        }
+        let job = self
+            .config
+            .job(name)
+            .ok_or_else(|| answer::unknown_job(&self.config, name))?;
+        if !job.enabled {
+            return Err(format!(
+                "job `{name}` is disabled in this environment (it runs only in: {})",
+                job.environments.as_deref().unwrap_or_default().join(", ")
+            ));
+        }
+        info!("{name}: run requested through the control socket");
+        let (decision, run_id) = self.supervisor.fire(job, Utc::now(), 0, now);
+        let decision = match decision {
+            Decision::Start if run_id.is_none() => {
+                let reason = self
+                    .supervisor
+                    .history()
+                    .last(name)
+                    .map(|run| run.message.clone())
+                    .unwrap_or_default();
+                return Err(format!("job `{name}` {reason}"));
             }
-            Err(err) => {
-                error!("reload refused, keeping the running configuration:\n{err}");
-                Ok(())
-            }
+            Decision::Start => "started",
+            Decision::Skip => "skipped",
+            Decision::Queue => "queued",
+            Decision::Replace => "replacing",
+        };
+        Ok((decision.to_string(), run_id))
+    }
+
+    fn status(&self) -> Status {
+        let (queued, delayed, running, retrying) = self.spool.counts();
+        Status {
+            daemon: Some(answer::daemon_info(&self.config, self.started_at)),
+            reload_error: self.reload_error.clone(),
+            jobs: answer::jobs(
+                &self.config,
+                Some(&self.plan),
+                self.supervisor.history(),
+                |job| self.supervisor.running_of(job),
+            ),
+            spool: Some(SpoolStatus {
+                dir: self.config.spool.dir.display().to_string(),
+                queued,
+                delayed,
+                running,
+                retrying,
+                failed_recently: self.spool.failed_recently(),
+            }),
         }
     }
 
@@ -411,7 +617,23 @@ struct Ready {
     timer: bool,
     signals: bool,
     spool: bool,
+    listener: bool,
+    clients: Vec<u64>,
     pipes: Vec<(u64, Stream)>,
+}
+
+fn error_body(message: String) -> Body {
+    Body::Error { message }
+}
+
+fn refused(error: String) -> ReloadAnswer {
+    ReloadAnswer {
+        applied: false,
+        error: Some(error),
+        added: Vec::new(),
+        removed: Vec::new(),
+        changed: Vec::new(),
+    }
 }
 
 fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {

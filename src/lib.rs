@@ -14,6 +14,7 @@ pub mod logging;
 pub mod output;
 pub mod process;
 pub mod record;
+pub mod render;
 pub mod schedule;
 pub mod scheduler;
 pub mod signals;

@@ -105,18 +105,7 @@ impl Plan {
             }
             let (first, name) = self.queue.pop_first().expect("queue is not empty");
             let slot = self.slots.get_mut(&name).expect("queued jobs have slots");
-            let mut instant = first;
-            let mut missed = 0;
-            let mut next = slot.schedule.next_after(instant);
-            while let Some(later) = next.filter(|later| *later <= now) {
-                missed += 1;
-                instant = later;
-                next = if missed >= MAX_COUNTED_MISSES {
-                    slot.schedule.next_after(now)
-                } else {
-                    slot.schedule.next_after(later)
-                };
-            }
+            let (instant, missed, next) = collapse(&slot.schedule, first, now);
             slot.next = next;
             if let Some(next) = next {
                 self.queue.insert((next, name.clone()));
@@ -129,6 +118,44 @@ impl Plan {
         }
         due
     }
+}
+
+/// The instants of `schedule` from `first` up to `now` as one: the latest of them, how
+/// many earlier ones it stands for, and the next instant after `now`.
+fn collapse(
+    schedule: &Schedule,
+    first: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> (DateTime<Utc>, u64, Option<DateTime<Utc>>) {
+    let mut instant = first;
+    let mut missed = 0;
+    let mut next = schedule.next_after(instant);
+    while let Some(later) = next.filter(|later| *later <= now) {
+        missed += 1;
+        instant = later;
+        next = if missed >= MAX_COUNTED_MISSES {
+            schedule.next_after(now)
+        } else {
+            schedule.next_after(later)
+        };
+    }
+    (instant, missed, next)
+}
+
+/// `catch_up: once`: the one run owed for instants missed while jobd was down, given
+/// the last instant that ran. None when nothing was missed (or the job never ran:
+/// there is nothing to catch up on).
+pub fn catch_up(job: &Job, last: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<Due> {
+    let first = job.schedule.next_after(last?)?;
+    if first > now {
+        return None;
+    }
+    let (instant, missed, _) = collapse(&job.schedule, first, now);
+    Some(Due {
+        job: job.name.clone(),
+        instant,
+        missed,
+    })
 }
 
 #[cfg(test)]
@@ -275,6 +302,23 @@ mod tests {
         );
         plan.reload(&config("jobs:\n"), at("2027-01-01T00:00:02.5Z"));
         assert_eq!(plan.next_deadline(), None, "removed jobs fire no more");
+    }
+
+    #[test]
+    fn catch_up_owes_one_run_for_downtime() {
+        let config = config(
+            "jobs:\n  daily:\n    schedule: \"0 2 * * *\"\n    command: [x]\n    catch_up: once\n",
+        );
+        let job = &config.jobs[0];
+        let now = at("2027-01-05T12:00:00Z");
+        let owed = catch_up(job, Some(at("2027-01-02T02:00:00Z")), now).unwrap();
+        assert_eq!((owed.instant, owed.missed), (at("2027-01-05T02:00:00Z"), 2));
+        assert_eq!(
+            catch_up(job, Some(at("2027-01-05T02:00:00Z")), now),
+            None,
+            "nothing missed"
+        );
+        assert_eq!(catch_up(job, None, now), None, "never ran");
     }
 
     #[test]

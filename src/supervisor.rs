@@ -154,7 +154,14 @@ impl Supervisor {
     }
 
     /// An instant of `job` has come (`missed` earlier ones collapsed into it).
-    pub fn fire(&mut self, job: &Job, instant: DateTime<Utc>, missed: u64, now: Instant) {
+    /// Returns what was decided and, when a run started, its id.
+    pub fn fire(
+        &mut self,
+        job: &Job,
+        instant: DateTime<Utc>,
+        missed: u64,
+        now: Instant,
+    ) -> (Decision, Option<String>) {
         if missed > 0 {
             warn!(
                 "{}: woke late, {missed} earlier instant{} missed; running the one at {}",
@@ -163,8 +170,9 @@ impl Supervisor {
                 utc(instant)
             );
         }
-        match decide(job, self.running_of(&job.name)) {
-            Decision::Start => self.start_job(job, instant, now),
+        let decision = decide(job, self.running_of(&job.name));
+        match decision {
+            Decision::Start => return (decision, self.start_job(job, instant, now)),
             Decision::Skip => info!(
                 "{}: not starting the instant at {}: {} still running (on_overlap: skip)",
                 job.name,
@@ -174,11 +182,11 @@ impl Supervisor {
             Decision::Queue => self.queue(job, instant),
             Decision::Replace => {
                 self.queue(job, instant);
-                if let Some(oldest) = self
+                let oldest = self
                     .runs
                     .iter_mut()
-                    .find(|r| r.job == job.name && r.kill_at.is_none())
-                {
+                    .find(|r| r.job == job.name && r.origin == Origin::Job && r.kill_at.is_none());
+                if let Some(oldest) = oldest {
                     info!(
                         "{}[{}]: stopping it for the instant at {} (on_overlap: replace)",
                         oldest.job,
@@ -189,6 +197,7 @@ impl Supervisor {
                 }
             }
         }
+        (decision, None)
     }
 
     fn queue(&mut self, job: &Job, instant: DateTime<Utc>) {
@@ -208,9 +217,14 @@ impl Supervisor {
         }
     }
 
-    fn start_job(&mut self, job: &Job, scheduled_at: DateTime<Utc>, now: Instant) {
+    fn start_job(
+        &mut self,
+        job: &Job,
+        scheduled_at: DateTime<Utc>,
+        now: Instant,
+    ) -> Option<String> {
         // A job that cannot start is recorded and logged by `launch`; nothing else to do.
-        let _ = self.launch(
+        self.launch(
             Launch {
                 name: &job.name,
                 spec: &job.run,
@@ -220,7 +234,8 @@ impl Supervisor {
                 origin: Origin::Job,
             },
             now,
-        );
+        )
+        .ok()
     }
 
     /// Start a run. Returns its id, or, when it could not start, its record (already

@@ -21,6 +21,7 @@ const TOP_KEYS: &[&str] = &[
     "shutdown_grace",
     "state_dir",
     "socket",
+    "socket_group",
     "defaults",
     "jobs",
     "spool",
@@ -153,6 +154,9 @@ impl Checker {
                 .unwrap_or_else(|| state_dir.clone())
                 .join("jobd.sock"),
         };
+        let socket_group = top
+            .get("socket_group")
+            .and_then(|node| self.name(node, "socket_group"));
         let defaults = match top.get("defaults") {
             Some(node) => self.run_parts(node, "defaults", RUN_KEYS, dir),
             None => RunParts::default(),
@@ -196,6 +200,7 @@ impl Checker {
             shutdown_grace,
             state_dir,
             socket,
+            socket_group,
             jobs,
             spool: spool?,
             tasks,

@@ -66,6 +66,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub state_dir: PathBuf,
     pub socket: PathBuf,
+    /// Members of this group may use the control socket (mode 0660).
+    pub socket_group: Option<String>,
     /// In the order the jobfile lists them.
     pub jobs: Vec<Job>,
     pub spool: Spool,

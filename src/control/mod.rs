@@ -1,3 +1,6 @@
 //! The control socket: jobctl's way in.
 
+pub mod answer;
+pub mod client;
 pub mod protocol;
+pub mod server;

@@ -694,8 +694,25 @@ impl Spool {
         self.stopping = true;
     }
 
-    pub fn running(&self) -> usize {
-        self.running.len()
+    /// Files queued (due), delayed, running and waiting for a retry.
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        (
+            self.ready.len(),
+            self.delayed.len(),
+            self.running.len(),
+            self.retrying.len(),
+        )
+    }
+
+    /// Files that went to `failed/` in the last 24 hours.
+    pub fn failed_recently(&self) -> usize {
+        let day_ago = SystemTime::now() - Duration::from_secs(86_400);
+        list(&self.layout.failed)
+            .iter()
+            .filter(|(name, changed)| {
+                !name.ends_with(RESULT_SUFFIX) && !name.starts_with('.') && *changed >= day_ago
+            })
+            .count()
     }
 }
 

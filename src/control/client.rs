@@ -1,0 +1,111 @@
+//! jobctl's side of the socket: one request, one answer.
+
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::protocol::{Body, Command, Request, Response, VERSION};
+
+/// An answer larger than this is not from jobd.
+const MAX_ANSWER: u64 = 64 << 20;
+
+#[derive(Debug)]
+pub enum ClientError {
+    /// Nobody listens on the socket: jobd is not running (exit 3).
+    NotRunning {
+        socket: PathBuf,
+        reason: String,
+    },
+    PermissionDenied {
+        socket: PathBuf,
+    },
+    /// jobd refused the request; the message says why.
+    Refused(String),
+    Io {
+        socket: PathBuf,
+        error: io::Error,
+    },
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::NotRunning { socket, reason } => {
+                write!(
+                    f,
+                    "jobd is not running (control socket {}: {reason})",
+                    socket.display()
+                )
+            }
+            ClientError::PermissionDenied { socket } => write!(
+                f,
+                "permission denied on the control socket {}: run as jobd's user, root, or a member of its socket_group",
+                socket.display()
+            ),
+            ClientError::Refused(message) => f.write_str(message),
+            ClientError::Io { socket, error } => {
+                write!(f, "talking to jobd on {} failed: {error}", socket.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// Send `command` to the jobd listening on `socket` and wait for its answer (at most
+/// `timeout`, or as long as it takes).
+pub fn call(
+    socket: &Path,
+    command: Command,
+    timeout: Option<Duration>,
+) -> Result<Body, ClientError> {
+    let io_error = |error: io::Error| ClientError::Io {
+        socket: socket.to_path_buf(),
+        error,
+    };
+    let stream = UnixStream::connect(socket).map_err(|error| match error.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ClientError::NotRunning {
+            socket: socket.to_path_buf(),
+            reason: if error.kind() == io::ErrorKind::NotFound {
+                "no such file".to_string()
+            } else {
+                "connection refused".to_string()
+            },
+        },
+        io::ErrorKind::PermissionDenied => ClientError::PermissionDenied {
+            socket: socket.to_path_buf(),
+        },
+        _ => io_error(error),
+    })?;
+    stream.set_read_timeout(timeout).map_err(io_error)?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .map_err(io_error)?;
+    let mut line = serde_json::to_vec(&Request {
+        version: VERSION,
+        command,
+    })
+    .expect("a request serializes");
+    line.push(b'\n');
+    (&stream).write_all(&line).map_err(io_error)?;
+    let mut answer = Vec::new();
+    BufReader::new(io::Read::take(&stream, MAX_ANSWER))
+        .read_until(b'\n', &mut answer)
+        .map_err(io_error)?;
+    if answer.is_empty() {
+        return Err(ClientError::Refused(
+            "jobd closed the connection without answering".to_string(),
+        ));
+    }
+    let response: Response = serde_json::from_slice(&answer).map_err(|e| {
+        ClientError::Refused(format!(
+            "cannot read jobd's answer ({e}); is this jobctl from the same version as jobd?"
+        ))
+    })?;
+    match response.body {
+        Body::Error { message } => Err(ClientError::Refused(message)),
+        body => Ok(body),
+    }
+}
