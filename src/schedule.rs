@@ -65,7 +65,9 @@ pub struct CronSchedule {
     zone: Tz,
     fixed_time: bool,
     matches_some_day: bool,
-    cron: Box<Cron>,
+    /// Shared: croner keeps kilobytes of bitfields per pattern, and the plan and a
+    /// reload's old and new jobfile all hold the same schedule.
+    cron: std::sync::Arc<Cron>,
 }
 
 /// A period and an offset below it.
@@ -134,7 +136,7 @@ impl Schedule {
             zone,
             fixed_time,
             matches_some_day: matches_some_day(&cron),
-            cron: Box::new(cron),
+            cron: std::sync::Arc::new(cron),
         }))
     }
 
