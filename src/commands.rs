@@ -57,16 +57,28 @@ const NOT_RUNNING: u8 = 3;
 
 /// `jobctl`: parse, do, map to an exit code.
 pub fn jobctl(args: &JobctlArgs) -> ExitCode {
-    let config = match config::load(&args.config, None, &Host::from_env()) {
-        Ok(config) => config,
+    let host = Host::from_env();
+    // A jobfile with errors (a bad deploy) must not keep jobctl from the running jobd:
+    // only submit needs it valid.
+    let loaded = config::load(&args.config, None, &host);
+    let places = match &loaded {
+        Ok(config) => config::Places {
+            timezone: config.timezone,
+            state_dir: config.state_dir.clone(),
+            socket: config.socket.clone(),
+        },
+        Err(_) => config::places(&args.config, &host),
+    };
+    let valid = || match &loaded {
+        Ok(config) => Ok(config),
         Err(err) => {
             eprintln!("{err}");
-            return ExitCode::from(FAILED);
+            Err(ExitCode::from(FAILED))
         }
     };
-    let socket = args.socket.clone().unwrap_or_else(|| config.socket.clone());
+    let socket = args.socket.clone().unwrap_or_else(|| places.socket.clone());
     let style = Style {
-        zone: config.timezone,
+        zone: places.timezone,
         colour: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         now: Utc::now(),
     };
@@ -77,8 +89,13 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
             Ok(Body::Status(status)) => print_status(&status, *json, &style, ExitCode::SUCCESS),
             Err(err @ ClientError::NotRunning { .. }) => {
                 eprintln!("jobctl: {err}");
-                let status = answer::offline_status(&config);
-                print_status(&status, *json, &style, ExitCode::from(NOT_RUNNING))
+                match valid() {
+                    Ok(config) => {
+                        let status = answer::offline_status(config);
+                        print_status(&status, *json, &style, ExitCode::from(NOT_RUNNING))
+                    }
+                    Err(_) => ExitCode::from(NOT_RUNNING),
+                }
             }
             other => fail(other),
         },
@@ -91,7 +108,7 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                 Ok(Body::History { runs }) => (runs, ExitCode::SUCCESS),
                 Err(err @ ClientError::NotRunning { .. }) => {
                     eprintln!("jobctl: {err}");
-                    let history = crate::state::load(&config.state_dir);
+                    let history = crate::state::load(&places.state_dir);
                     (
                         history.recent(job.as_deref(), *count),
                         ExitCode::from(NOT_RUNNING),
@@ -208,7 +225,11 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                 (None, Some(delay)) => Start::In(delay),
                 (None, None) => Start::Now,
             };
-            match crate::submit::submit(&config, &submit.task, start, &submit.env, &submit.args) {
+            let config = match valid() {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            match crate::submit::submit(config, &submit.task, start, &submit.env, &submit.args) {
                 Ok(name) => {
                     println!("{name}");
                     ExitCode::SUCCESS

@@ -140,13 +140,13 @@ pub fn status(status: &Status, style: &Style) -> String {
         Some(d) => {
             let _ = writeln!(
                 out,
-                "jobd {} (pid {}), up {}; {} (environment {}, {})",
+                "jobd {} (pid {}), up {}, environment {}, time zone {}\njobfile {}",
                 d.version,
                 d.pid,
                 short(d.uptime_seconds as i64),
-                d.jobfile,
                 d.environment.as_deref().unwrap_or("none"),
-                d.timezone
+                d.timezone,
+                d.jobfile
             );
         }
         None => {
@@ -215,7 +215,7 @@ pub fn status(status: &Status, style: &Style) -> String {
         let failed = format!("{} failed in the last 24h", spool.failed_recently);
         let _ = writeln!(
             out,
-            "\none-off jobs ({}): {} queued, {} delayed, {} running, {} waiting to retry, {}",
+            "\none-off jobs in {}:\n  {} queued, {} delayed, {} running, {} waiting to retry, {}",
             spool.dir,
             spool.queued,
             spool.delayed,

@@ -68,6 +68,38 @@ const SPOOL_KEYS: &[&str] = &[
     "keep_failed_for",
 ];
 
+/// Where jobd keeps its socket and state, and its zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Places {
+    pub timezone: Tz,
+    pub state_dir: PathBuf,
+    pub socket: PathBuf,
+}
+
+/// The places a jobfile names, read as well as it can be even when the jobfile has
+/// errors, so that `jobctl status` still finds a running jobd after a bad deploy.
+pub fn places(text: &str, file: &Path, host: &Host) -> Places {
+    let dir = file.parent().unwrap_or(Path::new("/"));
+    let mut check = Checker::default();
+    let root = yaml::parse(text).unwrap_or(Node {
+        value: Value::Null,
+        pos: Default::default(),
+    });
+    let empty = Node {
+        value: Value::Null,
+        pos: Default::default(),
+    };
+    let node = if matches!(root.value, Value::Map(_)) {
+        &root
+    } else {
+        &empty
+    };
+    let top = check
+        .fields(node, "the jobfile", TOP_KEYS)
+        .expect("a mapping or nothing");
+    check.places(&top, dir, host)
+}
+
 /// Parse and validate jobfile text. `file` is the jobfile's absolute path: relative
 /// paths in it resolve against its folder.
 pub fn parse(
@@ -127,33 +159,15 @@ impl Checker {
         }
         let top = self.fields(root, "the jobfile", TOP_KEYS)?;
 
-        let timezone = match top.get("timezone") {
-            Some(node) => self.timezone(node).unwrap_or(Tz::UTC),
-            None => host
-                .local_zone
-                .as_deref()
-                .and_then(|name| name.parse().ok())
-                .unwrap_or(Tz::UTC),
-        };
+        let Places {
+            timezone,
+            state_dir,
+            socket,
+        } = self.places(&top, dir, host);
         let shutdown_grace = top
             .get("shutdown_grace")
             .and_then(|n| self.duration(n, "shutdown_grace"))
             .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
-        let state_dir = match top.get("state_dir") {
-            Some(node) => self.path(node, "state_dir", dir).unwrap_or_default(),
-            None => host
-                .state_directory
-                .clone()
-                .unwrap_or_else(|| dir.join(".jobd")),
-        };
-        let socket = match top.get("socket") {
-            Some(node) => self.path(node, "socket", dir).unwrap_or_default(),
-            None => host
-                .runtime_directory
-                .clone()
-                .unwrap_or_else(|| state_dir.clone())
-                .join("jobd.sock"),
-        };
         let socket_group = top
             .get("socket_group")
             .and_then(|node| self.name(node, "socket_group"));
@@ -205,6 +219,38 @@ impl Checker {
             spool: spool?,
             tasks,
         })
+    }
+
+    /// The zone and the folders, which jobctl needs even from a jobfile with errors.
+    fn places(&mut self, top: &Fields, dir: &Path, host: &Host) -> Places {
+        let timezone = match top.get("timezone") {
+            Some(node) => self.timezone(node).unwrap_or(Tz::UTC),
+            None => host
+                .local_zone
+                .as_deref()
+                .and_then(|name| name.parse().ok())
+                .unwrap_or(Tz::UTC),
+        };
+        let state_dir = match top.get("state_dir") {
+            Some(node) => self.path(node, "state_dir", dir).unwrap_or_default(),
+            None => host
+                .state_directory
+                .clone()
+                .unwrap_or_else(|| dir.join(".jobd")),
+        };
+        let socket = match top.get("socket") {
+            Some(node) => self.path(node, "socket", dir).unwrap_or_default(),
+            None => host
+                .runtime_directory
+                .clone()
+                .unwrap_or_else(|| state_dir.clone())
+                .join("jobd.sock"),
+        };
+        Places {
+            timezone,
+            state_dir,
+            socket,
+        }
     }
 
     /// The entries of `jobs:` or `tasks:`: a mapping from names to settings. A bad name

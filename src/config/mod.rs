@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, Problem, ProblemKind};
-pub use load::parse;
+pub use load::{Places, parse};
 
 use crate::schedule::Schedule;
 use crate::yaml::Pos;
@@ -199,6 +199,13 @@ pub struct Spool {
 pub struct Retention {
     pub count: Option<u32>,
     pub age: Option<Duration>,
+}
+
+/// The zone and folders of the jobfile at `path`, even if it has errors (defaults
+/// where it cannot be read).
+pub fn places(path: &Path, host: &Host) -> Places {
+    let (file, text) = read::read_jobfile(path).unwrap_or_else(|err| (err.file, String::new()));
+    load::places(&text, &file, host)
 }
 
 /// Read and validate the jobfile at `path`.

@@ -1,6 +1,7 @@
 //! Integration tests: the real `jobd` binary in temporary directories.
 
 mod check;
+mod control;
 mod daemon;
 mod harness;
 mod spool;
