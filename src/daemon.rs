@@ -18,6 +18,7 @@ use crate::config::{self, CatchUp, Config, DEFAULT_KILL_GRACE, Host};
 use crate::control::answer;
 use crate::control::protocol::{Body, Command, ReloadAnswer, RunAnswer, SpoolStatus, Status};
 use crate::control::server::{ControlError, Incoming, Server};
+use crate::notify::Notifier;
 use crate::record::signal_name;
 use crate::scheduler::{self, Plan};
 use crate::signals::Signals;
@@ -92,6 +93,11 @@ pub struct Daemon {
     waiters: Vec<(u64, String)>,
     timer: Timer,
     armed: Option<DateTime<Utc>>,
+    notifier: Notifier,
+    /// When to next tell systemd's watchdog jobd is alive.
+    next_watchdog: Option<Instant>,
+    /// The last STATUS= line sent, and when, to send changes at most once a second.
+    last_status: (String, Option<Instant>),
     signals: Signals,
     phase: Phase,
     /// Orphans already sent SIGTERM during shutdown.
@@ -105,6 +111,8 @@ impl Daemon {
         environment: Option<String>,
         host: Host,
     ) -> Result<Daemon, DaemonError> {
+        // First: jobs must not inherit NOTIFY_SOCKET.
+        let notifier = Notifier::from_env();
         let config =
             config::load(&jobfile, environment.as_deref(), &host).map_err(DaemonError::Config)?;
         // Orphaned grandchildren are re-parented to jobd, which reaps them and can
@@ -148,6 +156,11 @@ impl Daemon {
             waiters: Vec::new(),
             timer,
             armed: None,
+            next_watchdog: notifier
+                .watchdog_interval()
+                .map(|every| Instant::now() + every),
+            notifier,
+            last_status: (String::new(), None),
             signals,
             phase: Phase::Running,
             signalled: HashSet::new(),
@@ -158,10 +171,13 @@ impl Daemon {
     pub fn run(mut self) -> Result<(), DaemonError> {
         self.catch_up();
         self.arm()?;
+        self.notifier
+            .send(&format!("READY=1\nSTATUS={}", self.summary()));
         loop {
             let now = Instant::now();
             self.supervisor.tick(now);
             self.server.expire(now);
+            self.tell_systemd(now);
             self.spool.tick(Utc::now(), now, &self.config);
             self.spool.dispatch(&mut self.supervisor, &self.config, now);
             self.arm()?;
@@ -203,6 +219,9 @@ impl Daemon {
         }
         if let Some(client) = self.server.next_deadline() {
             deadline = earliest(deadline, client);
+        }
+        if let Some(watchdog) = self.next_watchdog {
+            deadline = earliest(deadline, watchdog);
         }
         match self.phase {
             Phase::Running => {}
@@ -381,6 +400,44 @@ impl Daemon {
         self.reload_with(false).map(|_| ())
     }
 
+    /// A one-line summary for systemd's STATUS=.
+    fn summary(&self) -> String {
+        let (queued, delayed, running, retrying) = self.spool.counts();
+        format!(
+            "{} jobs, {} running; one-off: {} queued, {} delayed, {} running, {} retrying",
+            self.config.jobs.iter().filter(|j| j.enabled).count(),
+            self.supervisor.running() - running,
+            queued,
+            delayed,
+            running,
+            retrying
+        )
+    }
+
+    /// The watchdog ping when due, and STATUS= when it changed (at most once a second).
+    fn tell_systemd(&mut self, now: Instant) {
+        if !self.notifier.enabled() {
+            return;
+        }
+        if let (Some(at), Some(every)) = (self.next_watchdog, self.notifier.watchdog_interval())
+            && now >= at
+        {
+            self.notifier.send("WATCHDOG=1");
+            self.next_watchdog = Some(now + every);
+        }
+        let recent = self
+            .last_status
+            .1
+            .is_some_and(|at| now < at + Duration::from_secs(1));
+        if !recent {
+            let summary = self.summary();
+            if summary != self.last_status.0 {
+                self.notifier.send(&format!("STATUS={summary}"));
+                self.last_status = (summary, Some(now));
+            }
+        }
+    }
+
     /// Re-read the jobfile; apply it unless `dry_run`. A broken jobfile changes nothing.
     fn reload_with(&mut self, dry_run: bool) -> Result<ReloadAnswer, DaemonError> {
         if self.phase != Phase::Running {
@@ -401,11 +458,21 @@ impl Daemon {
         if dry_run {
             return Ok(answer);
         }
+        // Between RELOADING=1 and READY=1 systemd holds other reloads back.
+        self.notifier.reloading();
+        let applied = self.apply(config, &mut answer);
+        self.notifier.send("READY=1");
+        applied?;
+        Ok(answer)
+    }
+
+    fn apply(&mut self, config: Config, answer: &mut ReloadAnswer) -> Result<(), DaemonError> {
         if let Err(err) = self.spool.reload(&config) {
             let error = err.to_string();
             error!("reload refused, keeping the running configuration: {error}");
             self.reload_error = Some(error.clone());
-            return Ok(refused(error));
+            *answer = refused(error);
+            return Ok(());
         }
         self.plan.reload(&config, Utc::now());
         info!(
@@ -422,7 +489,7 @@ impl Daemon {
         self.armed = None;
         self.arm()?;
         answer.applied = true;
-        Ok(answer)
+        Ok(())
     }
 
     /// A request from jobctl. Most are answered at once; `run --wait` when the run ends.
@@ -525,6 +592,7 @@ impl Daemon {
         let now = Instant::now();
         match self.phase {
             Phase::Running => {
+                self.notifier.send("STOPPING=1");
                 let grace = self.config.shutdown_grace;
                 info!(
                     "shutting down: waiting up to {} for {} running job{}",

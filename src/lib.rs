@@ -11,6 +11,7 @@ pub mod control;
 pub mod daemon;
 pub mod duration;
 pub mod logging;
+pub mod notify;
 pub mod output;
 pub mod process;
 pub mod record;

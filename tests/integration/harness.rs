@@ -67,6 +67,11 @@ impl Dir {
 
     /// Start the daemon on this directory's jobfile, its log going to `jobd.log`.
     pub fn start(&self, args: &[&str]) -> Daemon {
+        self.start_with(args, &[])
+    }
+
+    /// `start`, with variables added to jobd's environment.
+    pub fn start_with(&self, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let log = fs::File::create(self.join("jobd.log")).unwrap();
         let child = Command::new(JOBD)
             .arg("-c")
@@ -77,6 +82,7 @@ impl Dir {
             .env_remove("JOBD_ENVIRONMENT")
             .env_remove("NOTIFY_SOCKET")
             .env("JOBD_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

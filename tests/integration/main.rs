@@ -4,4 +4,5 @@ mod check;
 mod control;
 mod daemon;
 mod harness;
+mod notify;
 mod spool;
