@@ -77,6 +77,10 @@ struct Client {
     phase: Phase,
     /// Reading or writing must be done by then; a waiting client has none.
     deadline: Option<Instant>,
+    /// Why this peer may not control jobd: its request is read (closing a socket
+    /// with unread data would reset the connection before the answer is read), then
+    /// answered with this.
+    refused: Option<String>,
 }
 
 /// A request from a client, for the daemon to answer with `respond`.
@@ -179,7 +183,11 @@ impl Server {
             }
             let id = self.next_id;
             self.next_id += 1;
-            let mut client = Client {
+            let refused = self.permitted(&stream).err().map(|who| {
+                info!("control socket: refused {who}");
+                format!("permission denied: {who} may not control this jobd")
+            });
+            self.clients.push(Client {
                 id,
                 stream,
                 input: Vec::new(),
@@ -187,21 +195,8 @@ impl Server {
                 written: 0,
                 phase: Phase::Reading,
                 deadline: Some(now + CLIENT_TIMEOUT),
-            };
-            if let Err(who) = self.permitted(&client.stream) {
-                info!("control socket: refused {who}");
-                queue(
-                    &mut client,
-                    &Response {
-                        version: VERSION,
-                        body: Body::Error {
-                            message: format!("permission denied: {who} may not control this jobd"),
-                        },
-                    },
-                    now,
-                );
-            }
-            self.clients.push(client);
+                refused,
+            });
         }
     }
 
@@ -302,6 +297,17 @@ impl Server {
 
     fn parse(&mut self, index: usize, end: usize, now: Instant) -> Option<Incoming> {
         let client = &mut self.clients[index];
+        if let Some(message) = client.refused.take() {
+            queue(
+                client,
+                &Response {
+                    version: VERSION,
+                    body: Body::Error { message },
+                },
+                now,
+            );
+            return None;
+        }
         let line = &client.input[..end];
         match serde_json::from_slice::<serde_json::Value>(line) {
             Ok(value)
