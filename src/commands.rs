@@ -58,18 +58,12 @@ const NOT_RUNNING: u8 = 3;
 /// `jobctl`: parse, do, map to an exit code.
 pub fn jobctl(args: &JobctlArgs) -> ExitCode {
     let host = Host::from_env();
-    // A jobfile with errors (a bad deploy) must not keep jobctl from the running jobd:
-    // only submit needs it valid.
-    let loaded = config::load(&args.config, None, &host);
-    let places = match &loaded {
-        Ok(config) => config::Places {
-            timezone: config.timezone,
-            state_dir: config.state_dir.clone(),
-            socket: config.socket.clone(),
-        },
-        Err(_) => config::places(&args.config, &host),
-    };
-    let valid = || match &loaded {
+    // Talking to jobd needs only the socket and the zone, read even from a jobfile with
+    // errors (a bad deploy must not blind the operator) and without validating every
+    // job. Submitting, and showing the status of a stopped jobd, need it all.
+    let places = config::places(&args.config, &host);
+    let loaded = std::cell::OnceCell::new();
+    let valid = || match loaded.get_or_init(|| config::load(&args.config, None, &host)) {
         Ok(config) => Ok(config),
         Err(err) => {
             eprintln!("{err}");
