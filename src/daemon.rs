@@ -443,7 +443,13 @@ impl Daemon {
         if self.phase != Phase::Running {
             return Ok(refused("jobd is shutting down".to_string()));
         }
-        let config = match config::load(&self.jobfile, self.environment.as_deref(), &self.host) {
+        let loaded = config::reload(
+            &self.jobfile,
+            self.environment.as_deref(),
+            &self.host,
+            Some(&self.config),
+        );
+        let config = match loaded {
             Ok(config) => config,
             Err(err) => {
                 let error = err.to_string();

@@ -168,6 +168,15 @@ impl Schedule {
         }
     }
 
+    /// A cron schedule's expression (as written, trimmed) and zone: what it was
+    /// parsed from, so that an unchanged expression need not be parsed again.
+    pub fn cron_source(&self) -> Option<(&str, Tz)> {
+        match self {
+            Schedule::Cron(cron) => Some((&cron.written, cron.zone)),
+            Schedule::Every(_) => None,
+        }
+    }
+
     /// The expression as written, or e.g. `every 250ms` / `every 1h offset 15m`.
     pub fn describe(&self) -> String {
         match self {

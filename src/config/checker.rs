@@ -38,6 +38,11 @@ impl<'a> Fields<'a> {
 #[derive(Default)]
 pub(crate) struct Checker {
     pub(crate) problems: Vec<Problem>,
+    /// Cron schedules already parsed, by expression and zone: parsing is the costly
+    /// part of loading a large jobfile, and a reload or a repeated expression need
+    /// not pay it twice.
+    pub(crate) schedules:
+        std::collections::HashMap<(String, chrono_tz::Tz), crate::schedule::Schedule>,
 }
 
 impl Checker {

@@ -108,7 +108,26 @@ pub fn parse(
     environment: Option<&str>,
     host: &Host,
 ) -> Result<Config, ConfigError> {
+    parse_reusing(text, file, environment, host, None)
+}
+
+/// `parse`, reusing the parsed schedules of `previous` (the running jobfile, on a
+/// reload) where an expression and zone are unchanged.
+pub fn parse_reusing(
+    text: &str,
+    file: &Path,
+    environment: Option<&str>,
+    host: &Host,
+    previous: Option<&Config>,
+) -> Result<Config, ConfigError> {
     let mut check = Checker::default();
+    for job in previous.map(|c| c.jobs.as_slice()).unwrap_or_default() {
+        if let Some((expr, zone)) = job.schedule.cron_source() {
+            check
+                .schedules
+                .insert((expr.to_string(), zone), job.schedule.clone());
+        }
+    }
     let config = match yaml::parse(text) {
         Ok(root) => check.config(&root, file, environment, host),
         Err(err) => {
@@ -207,7 +226,13 @@ impl Checker {
             .filter_map(|(name, key, body)| self.task(name, key, body, &defaults, dir))
             .collect();
 
+        let job_index = jobs
+            .iter()
+            .enumerate()
+            .map(|(index, job)| (job.name.clone(), index))
+            .collect();
         Some(Config {
+            job_index,
             file: file.to_path_buf(),
             environment: environment.map(str::to_string),
             timezone,
@@ -590,6 +615,10 @@ impl Checker {
             );
             return None;
         };
+        let key = (expr.trim().to_string(), timezone);
+        if let Some(known) = self.schedules.get(&key) {
+            return Some(known.clone());
+        }
         match Schedule::cron(expr, timezone) {
             // A fixed reference keeps validation a function of the file alone; a pattern
             // with no match after it has none at all (the fields have no year).
@@ -601,7 +630,10 @@ impl Checker {
                 );
                 None
             }
-            Ok(schedule) => Some(schedule),
+            Ok(schedule) => {
+                self.schedules.insert(key, schedule.clone());
+                Some(schedule)
+            }
             Err(err) => {
                 self.bad(node, path, format!("bad cron expression `{expr}`: {err}"));
                 None

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, Problem, ProblemKind};
-pub use load::{Places, parse};
+pub use load::{Places, parse, parse_reusing};
 
 use crate::schedule::Schedule;
 use crate::yaml::Pos;
@@ -72,6 +72,9 @@ pub struct Config {
     pub jobs: Vec<Job>,
     pub spool: Spool,
     pub tasks: Vec<Task>,
+    /// Where each job is in `jobs`: a jobfile may hold thousands, looked up by name at
+    /// every instant and on every reload.
+    job_index: std::collections::HashMap<String, usize>,
 }
 
 impl Config {
@@ -81,7 +84,7 @@ impl Config {
     }
 
     pub fn job(&self, name: &str) -> Option<&Job> {
-        self.jobs.iter().find(|job| job.name == name)
+        self.job_index.get(name).map(|&index| &self.jobs[index])
     }
 
     pub fn task(&self, name: &str) -> Option<&Task> {
@@ -210,8 +213,18 @@ pub fn places(path: &Path, host: &Host) -> Places {
 
 /// Read and validate the jobfile at `path`.
 pub fn load(path: &Path, environment: Option<&str>, host: &Host) -> Result<Config, ConfigError> {
+    reload(path, environment, host, None)
+}
+
+/// `load`, reusing what `previous` (the running jobfile) already parsed.
+pub fn reload(
+    path: &Path,
+    environment: Option<&str>,
+    host: &Host,
+    previous: Option<&Config>,
+) -> Result<Config, ConfigError> {
     let (file, text) = read::read_jobfile(path)?;
-    parse(&text, &file, environment, host)
+    parse_reusing(&text, &file, environment, host, previous)
 }
 
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
