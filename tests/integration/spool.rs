@@ -418,3 +418,43 @@ tasks:
         "--later|"
     );
 }
+
+#[test]
+fn done_keeps_at_most_keep_done_files_and_failed_keeps_all() {
+    let dir = Dir::new(&TASKS.replace("  workers: 2", "  workers: 2\n  keep_done: 2"));
+    fs::create_dir(dir.join("out")).unwrap();
+    for i in 0..4 {
+        dir.drop_file(&format!("ok-{i}.json"), br#"{"task": "record"}"#);
+    }
+    for i in 0..3 {
+        dir.drop_file(&format!("bad-{i}.json"), br#"{"task": "nope"}"#);
+    }
+    let mut jobd = dir.start(&[]);
+    assert!(
+        eventually(Duration::from_secs(20), || dir.spool_files("done").len()
+            == 4),
+        "{}",
+        jobd.log()
+    );
+    jobd.stop();
+    // The clean-up runs at start-up (and every minute).
+    let mut jobd = dir.start(&[]);
+    assert!(
+        eventually(Duration::from_secs(20), || dir.spool_files("done").len()
+            == 2),
+        "{:?}",
+        dir.spool_files("done")
+    );
+    jobd.stop();
+    let kept: Vec<String> = fs::read_dir(dir.spool("done"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept.len(), 4, "each kept file keeps its result: {kept:?}");
+    assert_eq!(
+        dir.spool_files("failed").len(),
+        3,
+        "failed/ is kept whole by default"
+    );
+}
