@@ -246,13 +246,8 @@ impl Server {
                                 return self.parse(index, end, now);
                             }
                             if client.input.len() > MAX_REQUEST {
-                                let too_long = Response {
-                                    version: VERSION,
-                                    body: Body::Error {
-                                        message: format!("request longer than {MAX_REQUEST} bytes"),
-                                    },
-                                };
-                                queue(client, &too_long, now);
+                                let message = format!("request longer than {MAX_REQUEST} bytes");
+                                refuse(client, message, now);
                                 return None;
                             }
                         }
@@ -298,14 +293,7 @@ impl Server {
     fn parse(&mut self, index: usize, end: usize, now: Instant) -> Option<Incoming> {
         let client = &mut self.clients[index];
         if let Some(message) = client.refused.take() {
-            queue(
-                client,
-                &Response {
-                    version: VERSION,
-                    body: Body::Error { message },
-                },
-                now,
-            );
+            refuse(client, message, now);
             return None;
         }
         let line = &client.input[..end];
@@ -319,14 +307,7 @@ impl Server {
                         .get("version")
                         .map_or("none".to_string(), |v| v.to_string())
                 );
-                queue(
-                    client,
-                    &Response {
-                        version: VERSION,
-                        body: Body::Error { message },
-                    },
-                    now,
-                );
+                refuse(client, message, now);
                 None
             }
             Ok(value) => match serde_json::from_value::<Request>(value) {
@@ -340,27 +321,13 @@ impl Server {
                 }
                 Err(e) => {
                     let message = format!("bad request: {e}");
-                    queue(
-                        client,
-                        &Response {
-                            version: VERSION,
-                            body: Body::Error { message },
-                        },
-                        now,
-                    );
+                    refuse(client, message, now);
                     None
                 }
             },
             Err(e) => {
                 let message = format!("bad request: not JSON: {e}");
-                queue(
-                    client,
-                    &Response {
-                        version: VERSION,
-                        body: Body::Error { message },
-                    },
-                    now,
-                );
+                refuse(client, message, now);
                 None
             }
         }
@@ -395,6 +362,19 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Answer with an error; the client is closed once it is sent.
+fn refuse(client: &mut Client, message: String, now: Instant) {
+    let body = Body::Error { message };
+    queue(
+        client,
+        &Response {
+            version: VERSION,
+            body,
+        },
+        now,
+    );
 }
 
 fn queue(client: &mut Client, response: &Response, now: Instant) {
