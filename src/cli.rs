@@ -21,9 +21,9 @@ pub struct JobdArgs {
     pub command: Option<JobdCommand>,
 }
 
-/// Which jobfile, and which environment's jobs.
+/// Which jobfile: jobd and jobctl find it the same way.
 #[derive(Debug, Clone, Args)]
-pub struct JobfileArgs {
+pub struct ConfigArg {
     /// The jobfile
     #[arg(
         short = 'c',
@@ -34,6 +34,13 @@ pub struct JobfileArgs {
         global = true
     )]
     pub config: PathBuf,
+}
+
+/// Which jobfile, and which environment's jobs.
+#[derive(Debug, Clone, Args)]
+pub struct JobfileArgs {
+    #[command(flatten)]
+    pub file: ConfigArg,
 
     /// Enable the jobs whose `environments:` list NAME (jobs without that key always run)
     #[arg(
@@ -81,16 +88,8 @@ fn parse_rfc3339(text: &str) -> Result<DateTime<FixedOffset>, String> {
 #[derive(Debug, Parser)]
 #[command(name = "jobctl", version, max_term_width = 100)]
 pub struct JobctlArgs {
-    /// The jobfile
-    #[arg(
-        short = 'c',
-        long = "config",
-        value_name = "PATH",
-        env = "JOBD_CONFIG",
-        default_value = "jobd.yaml",
-        global = true
-    )]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub file: ConfigArg,
 
     /// The control socket, instead of the one the jobfile names
     #[arg(long = "socket", value_name = "PATH", global = true)]

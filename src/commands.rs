@@ -20,7 +20,7 @@ use std::time::Duration;
 /// print every problem.
 pub fn check(jobfile: &JobfileArgs, args: &CheckArgs) -> ExitCode {
     let host = Host::from_env();
-    match config::load(&jobfile.config, jobfile.environment.as_deref(), &host) {
+    match config::load(&jobfile.file.config, jobfile.environment.as_deref(), &host) {
         Ok(config) => {
             let from = args.from.map_or_else(Utc::now, |t| t.to_utc());
             print!("{}", check::fire_times(&config, from, args.next));
@@ -38,7 +38,7 @@ pub fn check(jobfile: &JobfileArgs, args: &CheckArgs) -> ExitCode {
 pub fn run(jobfile: &JobfileArgs) -> ExitCode {
     crate::logging::init();
     let started = Daemon::start(
-        jobfile.config.clone(),
+        jobfile.file.config.clone(),
         jobfile.environment.clone(),
         Host::from_env(),
     );
@@ -61,9 +61,9 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
     // Talking to jobd needs only the socket and the zone, read even from a jobfile with
     // errors (a bad deploy must not blind the operator) and without validating every
     // job. Submitting, and showing the status of a stopped jobd, need it all.
-    let places = config::places(&args.config, &host);
+    let places = config::places(&args.file.config, &host);
     let loaded = std::cell::OnceCell::new();
-    let valid = || match loaded.get_or_init(|| config::load(&args.config, None, &host)) {
+    let valid = || match loaded.get_or_init(|| config::load(&args.file.config, None, &host)) {
         Ok(config) => Ok(config),
         Err(err) => {
             eprintln!("{err}");
