@@ -114,6 +114,22 @@ impl Dir {
         names
     }
 
+    /// Wait until spool folder `sub` holds `count` files; on failure show the spool's
+    /// folders and jobd's log.
+    #[track_caller]
+    pub fn wait_spool(&self, sub: &str, count: usize, within: Duration, jobd: &Daemon) {
+        if !eventually(within, || self.spool_files(sub).len() == count) {
+            panic!(
+                "{sub}/ does not hold {count} files within {within:?}\nnew: {:?}\nrunning: {:?}\ndone: {:?}\nfailed: {:?}\n{}",
+                self.spool_files("new"),
+                self.spool_files("running"),
+                self.spool_files("done"),
+                self.spool_files("failed"),
+                jobd.log()
+            );
+        }
+    }
+
     /// The result JSON of a finished spool file in `done` or `failed`.
     pub fn result(&self, sub: &str, name: &str) -> serde_json::Value {
         let path = self.spool(sub).join(format!("{name}.result.json"));

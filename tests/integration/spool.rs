@@ -46,14 +46,7 @@ fn many_files_at_once_all_run_once_with_args_arriving_literally() {
             format!(r#"{{"task": "{task}", "args": {tricky}}}"#).as_bytes(),
         );
     }
-    assert!(
-        eventually(Duration::from_secs(60), || dir.spool_files("done").len()
-            == 60),
-        "done: {:?}\nfailed: {:?}\n{}",
-        dir.spool_files("done"),
-        dir.spool_files("failed"),
-        jobd.log()
-    );
+    dir.wait_spool("done", 60, Duration::from_secs(60), &jobd);
     assert_eq!(jobd.stop(), Some(0));
     assert!(dir.spool_files("new").is_empty() && dir.spool_files("running").is_empty());
     assert!(!dir.join("pwned").exists() && !dir.join("out/pwned").exists());
@@ -76,12 +69,7 @@ fn retries_count_attempts_and_double_the_delay() {
     let dir = dir();
     let mut jobd = dir.start(&[]);
     dir.jobctl(&["submit", "flaky"]).code(0);
-    assert!(
-        eventually(Duration::from_secs(30), || dir.spool_files("done").len()
-            == 1),
-        "{}",
-        jobd.log()
-    );
+    dir.wait_spool("done", 1, Duration::from_secs(30), &jobd);
     jobd.stop();
     assert_eq!(
         dir.lines("out/flaky"),
@@ -119,12 +107,7 @@ fn delay_and_run_at_hold_a_file_even_across_a_restart() {
     );
 
     let mut jobd = dir.start(&[]);
-    assert!(
-        eventually(Duration::from_secs(30), || dir.spool_files("done").len()
-            == 2),
-        "{}",
-        jobd.log()
-    );
+    dir.wait_spool("done", 2, Duration::from_secs(30), &jobd);
     jobd.stop();
     for name in dir.spool_files("done") {
         let out = fs::read_to_string(dir.join("out").join(&name)).unwrap();
@@ -285,12 +268,7 @@ fn a_file_running_when_jobd_is_killed_runs_again_with_the_next_attempt() {
     );
 
     let mut jobd = dir.start(&[]);
-    assert!(
-        eventually(Duration::from_secs(30), || dir.spool_files("done").len()
-            == 1),
-        "{}",
-        jobd.log()
-    );
+    dir.wait_spool("done", 1, Duration::from_secs(30), &jobd);
     jobd.stop();
     assert_eq!(dir.lines("out/slow"), ["attempt 1", "attempt 2"]);
     let result = dir.result("done", &dir.spool_files("done")[0]);
@@ -402,12 +380,7 @@ tasks:
         .map(str::to_string)
         .collect();
     assert_eq!(names.len(), 2);
-    assert!(
-        eventually(Duration::from_secs(20), || dir.spool_files("done").len()
-            == 2),
-        "{}",
-        jobd.log()
-    );
+    dir.wait_spool("done", 2, Duration::from_secs(20), &jobd);
     jobd.stop();
     assert_eq!(
         fs::read_to_string(dir.join("out").join(&names[0])).unwrap(),
@@ -430,21 +403,11 @@ fn done_keeps_at_most_keep_done_files_and_failed_keeps_all() {
         dir.drop_file(&format!("bad-{i}.json"), br#"{"task": "nope"}"#);
     }
     let mut jobd = dir.start(&[]);
-    assert!(
-        eventually(Duration::from_secs(20), || dir.spool_files("done").len()
-            == 4),
-        "{}",
-        jobd.log()
-    );
+    dir.wait_spool("done", 4, Duration::from_secs(20), &jobd);
     jobd.stop();
     // The clean-up runs at start-up (and every minute).
     let mut jobd = dir.start(&[]);
-    assert!(
-        eventually(Duration::from_secs(20), || dir.spool_files("done").len()
-            == 2),
-        "{:?}",
-        dir.spool_files("done")
-    );
+    dir.wait_spool("done", 2, Duration::from_secs(20), &jobd);
     jobd.stop();
     let kept: Vec<String> = fs::read_dir(dir.spool("done"))
         .unwrap()
