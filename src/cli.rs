@@ -60,6 +60,16 @@ pub enum JobdCommand {
     /// Exits 0 if the jobfile is valid, 1 if not; each problem is printed on stderr as
     /// FILE:LINE:COLUMN: MESSAGE.
     Check(CheckArgs),
+    /// Print a shell completion script for jobd on stdout
+    Completions(CompletionsArgs),
+}
+
+/// Which shell to write completions for.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +157,8 @@ pub enum JobctlCommand {
     /// Works whether or not jobd is running: a running jobd starts it at once (or at its
     /// time), a stopped one when it starts.
     Submit(SubmitArgs),
+    /// Print a shell completion script for jobctl on stdout
+    Completions(CompletionsArgs),
 }
 
 #[derive(Debug, Args)]

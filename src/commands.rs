@@ -51,6 +51,14 @@ pub fn run(jobfile: &JobfileArgs) -> ExitCode {
     }
 }
 
+/// `completions SHELL`: the completion script for the binary `Cli` describes.
+pub fn completions<Cli: clap::CommandFactory>(shell: clap_complete::Shell) -> ExitCode {
+    let mut command = Cli::command();
+    let name = command.get_name().to_string();
+    clap_complete::generate(shell, &mut command, name, &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
 /// jobctl's exit codes (SPEC: 0 success, 1 the request failed, 2 usage, 3 not running).
 const FAILED: u8 = 1;
 const NOT_RUNNING: u8 = 3;
@@ -79,6 +87,7 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
     let call = |command, timeout| client::call(&socket, command, timeout);
     let quick = Some(Duration::from_secs(30));
     match &args.command {
+        JobctlCommand::Completions(which) => completions::<JobctlArgs>(which.shell),
         JobctlCommand::Status { json } => match call(Command::Status, quick) {
             Ok(Body::Status(status)) => print_status(&status, *json, &style, ExitCode::SUCCESS),
             Err(err @ ClientError::NotRunning { .. }) => {
