@@ -14,17 +14,20 @@ use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::config::{self, CatchUp, Config, DEFAULT_KILL_GRACE, Host};
+use crate::config::{self, CatchUp, Config, DEFAULT_KILL_GRACE, Host, RemovedJobs};
 use crate::control::answer;
 use crate::control::protocol::{Body, Command, ReloadAnswer, RunAnswer, SpoolStatus, Status};
 use crate::control::server::{ControlError, Incoming, Server};
+use crate::hooks::{self, Failure, Limiter, Verdict};
+use crate::metrics::{Metrics, MetricsFile, Skip, SpoolCounts};
 use crate::notify::Notifier;
+use crate::overdue::Watch;
 use crate::record::signal_name;
 use crate::scheduler::{self, Plan};
 use crate::signals::Signals;
 use crate::spool::{Spool, SpoolError};
 use crate::state::History;
-use crate::supervisor::{Decision, Ended, Origin, Stream, Supervisor};
+use crate::supervisor::{Decision, Ended, Fate, Launch, Origin, Stream, Supervisor};
 use crate::timer::{Fired, Timer};
 
 /// Why jobd could not start or had to stop.
@@ -102,6 +105,12 @@ pub struct Daemon {
     phase: Phase,
     /// Orphans already sent SIGTERM during shutdown.
     signalled: HashSet<Pid>,
+    /// Jobs with `alert_after:`, and when each becomes overdue.
+    watch: Watch,
+    /// How recently each job's `on_failure` ran.
+    limiter: Limiter,
+    metrics: Metrics,
+    metrics_file: Option<MetricsFile>,
 }
 
 impl Daemon {
@@ -128,6 +137,12 @@ impl Daemon {
         let plan = Plan::new(&config, Utc::now());
         let spool = Spool::open(&config, Instant::now()).map_err(DaemonError::Spool)?;
         let supervisor = Supervisor::new(boot_id(), History::open(&config.state_dir));
+        let started_at = Utc::now();
+        let watch = Watch::new(
+            &config,
+            |job| supervisor.history().last_success(job),
+            started_at,
+        );
         let server = Server::bind(&config.socket, config.socket_group.as_deref())
             .map_err(DaemonError::Control)?;
         let enabled = config.jobs.iter().filter(|j| j.enabled).count();
@@ -146,12 +161,11 @@ impl Daemon {
             jobfile,
             environment,
             host,
-            config,
             plan,
             supervisor,
             spool,
             server,
-            started_at: Utc::now(),
+            started_at,
             reload_error: None,
             waiters: Vec::new(),
             timer,
@@ -164,6 +178,11 @@ impl Daemon {
             signals,
             phase: Phase::Running,
             signalled: HashSet::new(),
+            watch,
+            limiter: Limiter::default(),
+            metrics: Metrics::new(started_at),
+            metrics_file: config.metrics_file.clone().map(MetricsFile::new),
+            config,
         })
     }
 
@@ -180,6 +199,10 @@ impl Daemon {
             self.tell_systemd(now);
             self.spool.tick(Utc::now(), now, &self.config);
             self.spool.dispatch(&mut self.supervisor, &self.config, now);
+            for ended in self.supervisor.take_unstarted() {
+                self.on_ended(ended);
+            }
+            self.write_metrics(now);
             self.arm()?;
             if self.advance_shutdown(now) {
                 info!("jobd stopped");
@@ -222,6 +245,13 @@ impl Daemon {
         }
         if let Some(watchdog) = self.next_watchdog {
             deadline = earliest(deadline, watchdog);
+        }
+        if let Some(metrics) = self
+            .metrics_file
+            .as_ref()
+            .and_then(MetricsFile::next_deadline)
+        {
+            deadline = earliest(deadline, metrics);
         }
         match self.phase {
             Phase::Running => {}
@@ -313,7 +343,9 @@ impl Daemon {
                     due.missed + 1,
                     plural(due.missed as usize + 1)
                 );
-                self.supervisor.fire(job, due.instant, 0, mono);
+                let fired = self.supervisor.fire(job, due.instant, 0, mono);
+                self.metrics
+                    .skipped(&job.name, Skip::Overlap, fired.dropped);
             }
         }
     }
@@ -333,8 +365,20 @@ impl Daemon {
             let now = Instant::now();
             for due in self.plan.due(Utc::now()) {
                 if let Some(job) = self.config.job(&due.job) {
-                    self.supervisor.fire(job, due.instant, due.missed, now);
+                    let fired = self.supervisor.fire(job, due.instant, due.missed, now);
+                    self.metrics.skipped(&job.name, Skip::Missed, due.missed);
+                    self.metrics
+                        .skipped(&job.name, Skip::Overlap, fired.dropped);
                 }
+            }
+            let wall = Utc::now();
+            for alert in self.watch.due(wall) {
+                warn!(
+                    "{}: overdue: no success for {} (alert_after)",
+                    alert.job,
+                    crate::duration::format((wall - alert.since).to_std().unwrap_or_default())
+                );
+                self.failed(Failure::overdue(&alert.job, alert.since, wall), false);
             }
         }
         self.arm()
@@ -355,9 +399,24 @@ impl Daemon {
     }
 
     fn on_ended(&mut self, ended: Ended) {
-        if let Origin::Spool(file) = &ended.origin {
-            self.spool
-                .ended(file, &ended.record, &self.config, Instant::now());
+        let record = &ended.record;
+        let failed_for_good = match &ended.origin {
+            Origin::Spool(file) => self.spool.ended(file, record, &self.config, Instant::now()),
+            Origin::Job => !record.outcome.success(),
+            // A hook's failure is logged, and never runs another hook.
+            Origin::Hook(_) => false,
+        };
+        if !matches!(ended.origin, Origin::Hook(_)) {
+            self.metrics.ended(record);
+            if let Some(file) = &mut self.metrics_file {
+                file.changed();
+            }
+        }
+        if ended.origin == Origin::Job && record.outcome.success() {
+            self.watch.succeeded(&record.job, record.ended_at);
+        }
+        if failed_for_good {
+            self.failed(Failure::of_run(record), true);
         }
         let run_id = &ended.record.run_id;
         let now = Instant::now();
@@ -372,6 +431,83 @@ impl Daemon {
             });
             self.server.respond(client, body, now);
         }
+    }
+
+    /// A run failed for good, or a job is overdue: run its `on_failure`, unless one ran
+    /// for it less than `repeat_after` ago (`limit`) or jobd is shutting down.
+    fn failed(&mut self, failure: Failure, limit: bool) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        let (hook, run) = match (
+            self.config.job(&failure.job),
+            self.config.task(&failure.job),
+        ) {
+            (Some(job), _) => (job.on_failure.as_ref(), &job.run),
+            (None, Some(task)) => (task.on_failure.as_ref(), &task.run),
+            (None, None) => return,
+        };
+        let Some(hook) = hook else { return };
+        let name = failure.job.clone();
+        let verdict = self
+            .limiter
+            .failed(&name, hook.repeat_after, limit, failure.at);
+        let Verdict::Run { suppressed } = verdict else {
+            info!(
+                "{name}: on_failure not run: it ran less than {} ago (repeat_after); counted",
+                crate::duration::format(hook.repeat_after)
+            );
+            self.metrics.hook(&name, false);
+            return;
+        };
+        self.metrics.hook(&name, true);
+        let spec = hooks::spec(hook, run);
+        let vars = failure.vars(suppressed);
+        let stdin = failure.stdin();
+        let run_name = hooks::run_name(&name);
+        self.supervisor.launch(
+            Launch {
+                name: &run_name,
+                spec: &spec,
+                extra: crate::process::Extra {
+                    args: &[],
+                    env: Some(&vars),
+                },
+                stdin: Some(&stdin),
+                scheduled_at: failure.at,
+                attempt: 1,
+                origin: Origin::Hook(name.clone()),
+            },
+            Instant::now(),
+        );
+    }
+
+    /// Rewrite the metrics file if something changed and the last write is old enough.
+    fn write_metrics(&mut self, now: Instant) {
+        let Some(file) = &mut self.metrics_file else {
+            return;
+        };
+        if !file.due(now) {
+            return;
+        }
+        for (job, count) in self.plan.passed_disabled(Utc::now()) {
+            self.metrics.skipped(&job, Skip::Disabled, count);
+        }
+        let (queued, delayed, running, retrying) = self.spool.counts();
+        let (done_total, failed_total) = self.spool.finished();
+        let counts = SpoolCounts {
+            queued,
+            delayed,
+            running,
+            retrying,
+            done_total,
+            failed_total,
+        };
+        let wall = Utc::now();
+        let (metrics, config, watch) = (&self.metrics, &self.config, &self.watch);
+        file.flush(now, || {
+            metrics.render(config, |job| watch.is_overdue(job, wall), counts)
+        });
     }
 
     /// Reap every child that has ended: one SIGCHLD may stand for many.
@@ -456,6 +592,7 @@ impl Daemon {
                 if !dry_run {
                     error!("reload refused, keeping the running configuration:\n{error}");
                     self.reload_error = Some(error.clone());
+                    self.reloaded(false);
                 }
                 return Ok(refused(error));
             }
@@ -478,9 +615,31 @@ impl Daemon {
             error!("reload refused, keeping the running configuration: {error}");
             self.reload_error = Some(error.clone());
             *answer = refused(error);
+            self.reloaded(false);
             return Ok(());
         }
-        self.plan.reload(&config, Utc::now());
+        let now = Utc::now();
+        self.plan.reload(&config, now);
+        let history = self.supervisor.history();
+        self.watch
+            .reload(&config, |job| history.last_success(job), now);
+        if config.removed_jobs == RemovedJobs::Stop {
+            for job in self
+                .config
+                .jobs
+                .iter()
+                .filter(|j| config.job(&j.name).is_none())
+            {
+                self.supervisor.stop_job(
+                    &job.name,
+                    "removed from the jobfile (removed_jobs: stop)",
+                    Instant::now(),
+                );
+            }
+        }
+        if config.metrics_file != self.config.metrics_file {
+            self.metrics_file = config.metrics_file.clone().map(MetricsFile::new);
+        }
         info!(
             "reloaded {}: {} jobs, {} tasks; added: [{}], removed: [{}], changed: [{}]",
             config.file.display(),
@@ -492,10 +651,18 @@ impl Daemon {
         );
         self.config = config;
         self.reload_error = None;
+        self.reloaded(true);
         self.armed = None;
         self.arm()?;
         answer.applied = true;
         Ok(())
+    }
+
+    fn reloaded(&mut self, applied: bool) {
+        self.metrics.reloaded(applied);
+        if let Some(file) = &mut self.metrics_file {
+            file.changed();
+        }
     }
 
     /// A request from jobctl. Most are answered at once; `run --wait` when the run ends.
@@ -553,7 +720,12 @@ impl Daemon {
             ));
         }
         info!("{name}: run requested through the control socket");
-        let (decision, run_id) = self.supervisor.fire(job, Utc::now(), 0, now);
+        let Fate {
+            decision,
+            run_id,
+            dropped,
+        } = self.supervisor.fire(job, Utc::now(), 0, now);
+        self.metrics.skipped(name, Skip::Overlap, dropped);
         let decision = match decision {
             Decision::Start if run_id.is_none() => {
                 let reason = self
@@ -582,6 +754,7 @@ impl Daemon {
                 Some(&self.plan),
                 self.supervisor.history(),
                 |job| self.supervisor.running_of(job),
+                |job| self.watch.is_overdue(job, Utc::now()),
             ),
             spool: Some(SpoolStatus {
                 dir: self.config.spool.dir.display().to_string(),
@@ -675,10 +848,14 @@ impl Daemon {
     }
 
     fn arm(&mut self) -> Result<(), DaemonError> {
-        let next = match (self.plan.next_deadline(), self.spool.next_instant()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let next = [
+            self.plan.next_deadline(),
+            self.spool.next_instant(),
+            self.watch.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if self.armed != next || next.is_none() {
             self.timer.arm(next).map_err(system("arm the timerfd"))?;
             self.armed = next;

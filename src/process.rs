@@ -31,6 +31,8 @@ pub enum SpawnError {
     UnknownGroup(String),
     /// `user:` names another user, and only root may switch users.
     NotRoot(String),
+    /// The data for its stdin could not be prepared.
+    Stdin(std::io::Error),
     /// exec failed: the program is missing, not executable, …
     Exec {
         program: String,
@@ -57,6 +59,7 @@ impl fmt::Display for SpawnError {
                     "cannot run as user `{user}`: jobd is not running as root"
                 )
             }
+            SpawnError::Stdin(error) => write!(f, "cannot prepare its stdin: {error}"),
             SpawnError::Exec {
                 program,
                 workdir,
@@ -90,7 +93,12 @@ pub struct Extra<'a> {
 
 /// Start `spec` in its own process group, with `extra` appended and `vars` (jobd's
 /// own `JOBD_*`) added to its environment last.
-pub fn spawn(spec: &RunSpec, extra: Extra, vars: &[(&str, String)]) -> Result<Spawned, SpawnError> {
+pub fn spawn(
+    spec: &RunSpec,
+    extra: Extra,
+    stdin: Option<&[u8]>,
+    vars: &[(&str, String)],
+) -> Result<Spawned, SpawnError> {
     if !spec.workdir.is_dir() {
         return Err(SpawnError::MissingWorkdir(spec.workdir.clone()));
     }
@@ -108,13 +116,17 @@ pub fn spawn(spec: &RunSpec, extra: Extra, vars: &[(&str, String)]) -> Result<Sp
             command
         }
     };
+    let stdin = match stdin {
+        None => Stdio::null(),
+        Some(data) => Stdio::from(in_memory(data).map_err(SpawnError::Stdin)?),
+    };
     command
         .args(extra.args)
         .current_dir(&spec.workdir)
         .envs(&spec.env)
         .envs(extra.env.into_iter().flatten())
         .envs(vars.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -245,4 +257,15 @@ pub fn signal_group(pgid: Pid, signal: Signal) -> bool {
         kill(Pid::from_raw(-pgid.as_raw()), signal),
         Err(Errno::ESRCH)
     )
+}
+
+/// `data` in an anonymous in-memory file, read from its start: a child's stdin that
+/// never blocks jobd, however much it holds or however slowly the child reads.
+fn in_memory(data: &[u8]) -> std::io::Result<OwnedFd> {
+    use std::io::{Seek, Write};
+    let fd = nix::sys::memfd::memfd_create(c"jobd-stdin", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(data)?;
+    file.rewind()?;
+    Ok(file.into())
 }

@@ -201,6 +201,11 @@ pub fn status(status: &Status, style: &Style) -> String {
             }
             None => ("-".to_string(), "-".to_string()),
         };
+        let outcome = if job.overdue {
+            format!("{} {outcome}", style.red("OVERDUE"))
+        } else {
+            outcome
+        };
         rows.push(vec![
             job.name.clone(),
             job.schedule.clone(),

@@ -39,15 +39,16 @@ pub struct Plan {
     slots: HashMap<String, Slot>,
     /// (next instant, job) for every slot that has one: the earliest is first.
     queue: BTreeSet<(DateTime<Utc>, String)>,
+    /// Jobs not enabled in this environment: their instants are only counted, when
+    /// asked (`passed_disabled`), and never wake the loop.
+    disabled: HashMap<String, Slot>,
 }
 
 impl Plan {
     /// Plan every enabled job of `config` from `now`: each first fires strictly after it.
     pub fn new(config: &Config, now: DateTime<Utc>) -> Plan {
         let mut plan = Plan::default();
-        for job in config.jobs.iter().filter(|job| job.enabled) {
-            plan.insert(job, now);
-        }
+        plan.reload(config, now);
         plan
     }
 
@@ -56,7 +57,18 @@ impl Plan {
     /// planned from `now`; a removed or disabled job is dropped.
     pub fn reload(&mut self, config: &Config, now: DateTime<Utc>) {
         let mut old = std::mem::take(&mut self.slots);
+        let mut old_disabled = std::mem::take(&mut self.disabled);
         self.queue.clear();
+        for job in config.jobs.iter().filter(|job| !job.enabled) {
+            let slot = match old_disabled.remove(&job.name) {
+                Some(slot) if slot.schedule == job.schedule => slot,
+                _ => Slot {
+                    schedule: job.schedule.clone(),
+                    next: job.schedule.next_after(now),
+                },
+            };
+            self.disabled.insert(job.name.clone(), slot);
+        }
         for job in config.jobs.iter().filter(|job| job.enabled) {
             match old.remove(&job.name) {
                 Some(slot) if slot.schedule == job.schedule => {
@@ -117,6 +129,23 @@ impl Plan {
             });
         }
         due
+    }
+}
+
+impl Plan {
+    /// How many instants of each disabled job came since the last call, for the
+    /// metrics. Jobs with none are left out.
+    pub fn passed_disabled(&mut self, now: DateTime<Utc>) -> Vec<(String, u64)> {
+        let mut passed = Vec::new();
+        for (name, slot) in &mut self.disabled {
+            let Some(first) = slot.next.filter(|first| *first <= now) else {
+                continue;
+            };
+            let (_, missed, next) = collapse(&slot.schedule, first, now);
+            slot.next = next;
+            passed.push((name.clone(), missed + 1));
+        }
+        passed
     }
 }
 
@@ -202,6 +231,13 @@ mod tests {
         let mut plan = Plan::new(&config, at("2027-01-01T00:00:00.1Z"));
         assert_eq!(plan.next_deadline(), Some(at("2027-01-01T00:00:00.25Z")));
         assert_eq!(plan.next_of("off"), None, "disabled jobs are not planned");
+        assert_eq!(plan.passed_disabled(at("2027-01-01T00:00:00.9Z")), vec![]);
+        assert_eq!(
+            plan.passed_disabled(at("2027-01-01T00:00:03.5Z")),
+            vec![("off".to_string(), 3)],
+            "but their instants are counted"
+        );
+        assert_eq!(plan.passed_disabled(at("2027-01-01T00:00:03.9Z")), vec![]);
 
         let mut fired = Vec::new();
         while let Some(deadline) = plan.next_deadline() {

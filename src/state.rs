@@ -128,12 +128,21 @@ impl History {
     }
 
     /// The runs of one job, oldest first.
-    pub fn runs(&self, job: &str) -> impl Iterator<Item = &RunInfo> {
+    pub fn runs(&self, job: &str) -> impl DoubleEndedIterator<Item = &RunInfo> {
         self.by_job.get(job).into_iter().flatten()
     }
 
     pub fn last(&self, job: &str) -> Option<&RunInfo> {
         self.by_job.get(job).and_then(|runs| runs.back())
+    }
+
+    /// When the last of `job`'s kept runs that succeeded ended.
+    pub fn last_success(&self, job: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.runs(job)
+            .rev()
+            .find(|run| run.outcome == "succeeded")
+            .and_then(|run| chrono::DateTime::parse_from_rfc3339(&run.ended_at).ok())
+            .map(|at| at.to_utc())
     }
 
     /// Every job's runs, newest last overall (by start), at most `limit`.

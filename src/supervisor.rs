@@ -66,6 +66,19 @@ pub enum Origin {
     Job,
     /// A spool file, by its name.
     Spool(String),
+    /// The `on_failure` hook of this job or task.
+    Hook(String),
+}
+
+/// What became of an instant handed to `fire`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fate {
+    pub decision: Decision,
+    /// The run started, if one did.
+    pub run_id: Option<String>,
+    /// Instants that will not run because of an overlap: this one when skipped, or an
+    /// older pending one it replaced.
+    pub dropped: u64,
 }
 
 /// What to start.
@@ -74,6 +87,8 @@ pub struct Launch<'a> {
     pub name: &'a str,
     pub spec: &'a RunSpec,
     pub extra: Extra<'a>,
+    /// What the process reads on stdin (else /dev/null).
+    pub stdin: Option<&'a [u8]>,
     pub scheduled_at: DateTime<Utc>,
     pub attempt: u32,
     pub origin: Origin,
@@ -120,6 +135,8 @@ pub struct Supervisor {
     pending: HashMap<String, DateTime<Utc>>,
     lingering: Vec<Lingering>,
     history: History,
+    /// Runs that could not start, for the loop to handle as ended runs.
+    unstarted: Vec<Ended>,
     /// Run ids are `<boot>-<n>`: unique across restarts without a clock or a counter on disk.
     boot: u32,
     next_key: u64,
@@ -132,6 +149,7 @@ impl Supervisor {
             pending: HashMap::new(),
             lingering: Vec::new(),
             history,
+            unstarted: Vec::new(),
             boot,
             next_key: 1,
         }
@@ -154,14 +172,7 @@ impl Supervisor {
     }
 
     /// An instant of `job` has come (`missed` earlier ones collapsed into it).
-    /// Returns what was decided and, when a run started, its id.
-    pub fn fire(
-        &mut self,
-        job: &Job,
-        instant: DateTime<Utc>,
-        missed: u64,
-        now: Instant,
-    ) -> (Decision, Option<String>) {
+    pub fn fire(&mut self, job: &Job, instant: DateTime<Utc>, missed: u64, now: Instant) -> Fate {
         if missed > 0 {
             warn!(
                 "{}: woke late, {missed} earlier instant{} missed; running the one at {}",
@@ -171,17 +182,27 @@ impl Supervisor {
             );
         }
         let decision = decide(job, self.running_of(&job.name));
+        let mut dropped = 0;
         match decision {
-            Decision::Start => return (decision, self.start_job(job, instant, now)),
-            Decision::Skip => info!(
-                "{}: not starting the instant at {}: {} still running (on_overlap: skip)",
-                job.name,
-                utc(instant),
-                self.running_of(&job.name)
-            ),
-            Decision::Queue => self.queue(job, instant),
+            Decision::Start => {
+                return Fate {
+                    decision,
+                    run_id: self.start_job(job, instant, now),
+                    dropped,
+                };
+            }
+            Decision::Skip => {
+                dropped = 1;
+                info!(
+                    "{}: not starting the instant at {}: {} still running (on_overlap: skip)",
+                    job.name,
+                    utc(instant),
+                    self.running_of(&job.name)
+                )
+            }
+            Decision::Queue => dropped = self.queue(job, instant),
             Decision::Replace => {
-                self.queue(job, instant);
+                dropped = self.queue(job, instant);
                 let oldest = self
                     .runs
                     .iter_mut()
@@ -197,10 +218,15 @@ impl Supervisor {
                 }
             }
         }
-        (decision, None)
+        Fate {
+            decision,
+            run_id: None,
+            dropped,
+        }
     }
 
-    fn queue(&mut self, job: &Job, instant: DateTime<Utc>) {
+    /// Keep `instant` pending; 1 when it replaced an older pending one, else 0.
+    fn queue(&mut self, job: &Job, instant: DateTime<Utc>) -> u64 {
         if let Some(older) = self.pending.insert(job.name.clone(), instant) {
             info!(
                 "{}: the pending instant at {} is replaced by the one at {}",
@@ -208,12 +234,14 @@ impl Supervisor {
                 utc(older),
                 utc(instant)
             );
+            1
         } else {
             info!(
                 "{}: the instant at {} waits until a running instance ends",
                 job.name,
                 utc(instant)
             );
+            0
         }
     }
 
@@ -223,24 +251,23 @@ impl Supervisor {
         scheduled_at: DateTime<Utc>,
         now: Instant,
     ) -> Option<String> {
-        // A job that cannot start is recorded and logged by `launch`; nothing else to do.
         self.launch(
             Launch {
                 name: &job.name,
                 spec: &job.run,
                 extra: Extra::default(),
+                stdin: None,
                 scheduled_at,
                 attempt: 1,
                 origin: Origin::Job,
             },
             now,
         )
-        .ok()
     }
 
-    /// Start a run. Returns its id, or, when it could not start, its record (already
-    /// logged and kept in the history).
-    pub fn launch(&mut self, launch: Launch, now: Instant) -> Result<String, Box<RunRecord>> {
+    /// Start a run and return its id. A run that cannot start is logged, kept in the
+    /// history and handed to `take_unstarted` as an ended run.
+    pub fn launch(&mut self, launch: Launch, now: Instant) -> Option<String> {
         let key = self.next_key;
         self.next_key += 1;
         let id = format!("{:08x}-{key}", self.boot);
@@ -255,14 +282,14 @@ impl Supervisor {
             vars.push(("JOBD_SPOOL_FILE", file.clone()));
         }
         let started_at = Utc::now();
-        match process::spawn(launch.spec, launch.extra, &vars) {
+        match process::spawn(launch.spec, launch.extra, launch.stdin, &vars) {
             Ok(spawned) => {
                 info!(
                     "{name}[{id}]: started pid {} for {}{}",
                     spawned.pid,
                     utc(launch.scheduled_at),
                     match &launch.origin {
-                        Origin::Job => String::new(),
+                        Origin::Job | Origin::Hook(_) => String::new(),
                         Origin::Spool(file) => format!(
                             " (spool file {}, attempt {})",
                             file.escape_debug(),
@@ -294,7 +321,7 @@ impl Supervisor {
                     budget: LogBudget::new(now),
                     tail: Tail::default(),
                 });
-                Ok(id)
+                Some(id)
             }
             Err(err) => {
                 error!("{name}[{id}]: {err}");
@@ -309,9 +336,18 @@ impl Supervisor {
                     output: Vec::new(),
                 };
                 self.history.push(record.info());
-                Err(Box::new(record))
+                self.unstarted.push(Ended {
+                    origin: launch.origin,
+                    record,
+                });
+                None
             }
         }
+    }
+
+    /// The runs that could not start since the last call.
+    pub fn take_unstarted(&mut self) -> Vec<Ended> {
+        std::mem::take(&mut self.unstarted)
     }
 
     /// Every open output pipe, to poll for readability.
@@ -470,6 +506,19 @@ impl Supervisor {
                 "{job}: the pending instant at {} will not run: shutting down",
                 utc(instant)
             );
+        }
+    }
+
+    /// Stop the runs of one scheduled job: SIGTERM now, SIGKILL after its kill_grace.
+    pub fn stop_job(&mut self, job: &str, why: &str, now: Instant) {
+        self.pending.remove(job);
+        for run in self
+            .runs
+            .iter_mut()
+            .filter(|run| run.job == job && run.origin == Origin::Job && run.kill_at.is_none())
+        {
+            info!("{}[{}]: stopping it: {why}", run.job, run.id);
+            stop(run, now);
         }
     }
 

@@ -9,8 +9,9 @@ use chrono_tz::Tz;
 use super::checker::{Checker, Fields};
 use super::error::{ConfigError, ProblemKind};
 use super::{
-    CatchUp, Command, Config, DEFAULT_KEEP_DONE, DEFAULT_KILL_GRACE, DEFAULT_RETRY_DELAY,
-    DEFAULT_SHUTDOWN_GRACE, DEFAULT_WORKERS, Host, Job, OnOverlap, Retention, RunSpec, Spool, Task,
+    CatchUp, Command, Config, DEFAULT_HOOK_REPEAT_AFTER, DEFAULT_HOOK_TIMEOUT, DEFAULT_KEEP_DONE,
+    DEFAULT_KILL_GRACE, DEFAULT_RETRY_DELAY, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WORKERS, Hook, Host,
+    Job, OnOverlap, RemovedJobs, Retention, RunSpec, Spool, Task,
 };
 use crate::schedule::Schedule;
 use crate::suggest;
@@ -26,9 +27,21 @@ const TOP_KEYS: &[&str] = &[
     "jobs",
     "spool",
     "tasks",
+    "removed_jobs",
+    "metrics_file",
 ];
-/// What `defaults:`, jobs and tasks share: how to start a process.
-const RUN_KEYS: &[&str] = &["workdir", "env", "timeout", "kill_grace", "user", "group"];
+/// What `defaults:`, jobs and tasks share: how to start a process, and what to do
+/// when it fails.
+const RUN_KEYS: &[&str] = &[
+    "workdir",
+    "env",
+    "timeout",
+    "kill_grace",
+    "user",
+    "group",
+    "on_failure",
+];
+const HOOK_KEYS: &[&str] = &["command", "timeout", "repeat_after"];
 const JOB_KEYS: &[&str] = &[
     "schedule",
     "every",
@@ -44,6 +57,8 @@ const JOB_KEYS: &[&str] = &[
     "on_overlap",
     "environments",
     "catch_up",
+    "on_failure",
+    "alert_after",
 ];
 const TASK_KEYS: &[&str] = &[
     "command",
@@ -56,6 +71,7 @@ const TASK_KEYS: &[&str] = &[
     "retries",
     "retry_delay",
     "max_instances",
+    "on_failure",
 ];
 const SPOOL_KEYS: &[&str] = &[
     "dir",
@@ -157,6 +173,8 @@ struct RunParts {
     kill_grace: Option<Duration>,
     user: Option<String>,
     group: Option<String>,
+    /// `Some(None)`: `on_failure: null`, turning off the hook of `defaults:`.
+    on_failure: Option<Option<Hook>>,
 }
 
 impl Checker {
@@ -190,6 +208,19 @@ impl Checker {
         let socket_group = top
             .get("socket_group")
             .and_then(|node| self.name(node, "socket_group"));
+        let removed_jobs = top
+            .get("removed_jobs")
+            .and_then(|n| {
+                self.choice(
+                    n,
+                    "removed_jobs",
+                    &[("finish", RemovedJobs::Finish), ("stop", RemovedJobs::Stop)],
+                )
+            })
+            .unwrap_or(RemovedJobs::Finish);
+        let metrics_file = top
+            .get("metrics_file")
+            .and_then(|n| self.path(n, "metrics_file", dir));
         let defaults = match top.get("defaults") {
             Some(node) => self.run_parts(node, "defaults", RUN_KEYS, dir),
             None => RunParts::default(),
@@ -243,6 +274,8 @@ impl Checker {
             jobs,
             spool: spool?,
             tasks,
+            removed_jobs,
+            metrics_file,
         })
     }
 
@@ -410,9 +443,20 @@ impl Checker {
             None => true,
             Some(list) => environment.is_some_and(|env| list.iter().any(|e| e == env)),
         };
+        let alert_after = fields.get("alert_after").and_then(|n| {
+            let after = self.duration(n, &format!("{path}.alert_after"))?;
+            if after < Duration::from_secs(1) {
+                self.bad(n, &format!("{path}.alert_after"), "must be at least 1s");
+                return None;
+            }
+            Some(after)
+        });
+        let on_failure = hook(defaults, &parts);
         Some(Job {
             name: name.to_string(),
             schedule: schedule?,
+            on_failure,
+            alert_after,
             run: merge(defaults, parts, command?, dir),
             max_instances,
             on_overlap,
@@ -448,6 +492,7 @@ impl Checker {
             .and_then(|n| self.count(n, &format!("{path}.max_instances"), 1));
         Some(Task {
             name: name.to_string(),
+            on_failure: hook(defaults, &parts),
             run: merge(defaults, parts, command?, dir),
             retries,
             retry_delay,
@@ -540,6 +585,56 @@ impl Checker {
             group: fields
                 .get("group")
                 .and_then(|n| self.name(n, &sub("group"))),
+            on_failure: fields
+                .get("on_failure")
+                .and_then(|n| self.hook(n, &sub("on_failure"))),
+        }
+    }
+
+    /// `on_failure:` is a command, a mapping with `command:` and its limits, or null.
+    fn hook(&mut self, node: &Node, path: &str) -> Option<Option<Hook>> {
+        match &node.value {
+            Value::Null => Some(None),
+            Value::Map(_) => {
+                let fields = self.fields(node, path, HOOK_KEYS)?;
+                let command = match fields.get("command") {
+                    Some(n) => self.command(n, &format!("{path}.command")),
+                    None if fields.misspelt("command") => None,
+                    None => {
+                        self.report(
+                            Some(node.pos),
+                            ProblemKind::Missing {
+                                path: path.to_string(),
+                                key: "command",
+                            },
+                        );
+                        None
+                    }
+                };
+                let mut positive = |key: &str, default: Duration| match fields.get(key) {
+                    None => Some(default),
+                    Some(n) => {
+                        let value = self.duration(n, &format!("{path}.{key}"))?;
+                        if value.is_zero() && key == "timeout" {
+                            self.bad(n, &format!("{path}.{key}"), "must be longer than 0s");
+                            return None;
+                        }
+                        Some(value)
+                    }
+                };
+                let timeout = positive("timeout", DEFAULT_HOOK_TIMEOUT);
+                let repeat_after = positive("repeat_after", DEFAULT_HOOK_REPEAT_AFTER);
+                Some(Some(Hook {
+                    command: command?,
+                    timeout: timeout?,
+                    repeat_after: repeat_after?,
+                }))
+            }
+            _ => Some(Some(Hook {
+                command: self.command(node, path)?,
+                timeout: DEFAULT_HOOK_TIMEOUT,
+                repeat_after: DEFAULT_HOOK_REPEAT_AFTER,
+            })),
         }
     }
 
@@ -694,6 +789,14 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// A job's or task's own `on_failure:` (or its explicit null) over that of `defaults:`.
+fn hook(defaults: &RunParts, own: &RunParts) -> Option<Hook> {
+    match &own.on_failure {
+        Some(own) => own.clone(),
+        None => defaults.on_failure.clone().flatten(),
+    }
 }
 
 /// A job's or task's own settings over `defaults:`; `env` merges key by key.

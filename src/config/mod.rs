@@ -72,6 +72,10 @@ pub struct Config {
     pub jobs: Vec<Job>,
     pub spool: Spool,
     pub tasks: Vec<Task>,
+    /// What a reload does with the running instances of jobs it removes.
+    pub removed_jobs: RemovedJobs,
+    /// Where to write the Prometheus text-format metrics, if anywhere.
+    pub metrics_file: Option<PathBuf>,
     /// Where each job is in `jobs`: a jobfile may hold thousands, looked up by name at
     /// every instant and on every reload.
     job_index: std::collections::HashMap<String, usize>,
@@ -105,6 +109,10 @@ pub struct Job {
     /// Whether the job runs in the environment jobd was started with.
     pub enabled: bool,
     pub catch_up: CatchUp,
+    pub on_failure: Option<Hook>,
+    /// Alert (run `on_failure` with outcome `overdue`) when the job has not succeeded
+    /// for this long.
+    pub alert_after: Option<Duration>,
     /// Where the job is defined, for messages.
     pub pos: Pos,
 }
@@ -118,7 +126,19 @@ pub struct Task {
     pub retry_delay: Duration,
     /// `None`: only `spool.workers` limits how many run at once.
     pub max_instances: Option<u32>,
+    /// Run when a file fails for good (after its retries).
+    pub on_failure: Option<Hook>,
     pub pos: Pos,
+}
+
+/// `on_failure:`: a command run, with the job's workdir, env and user, when a run fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    pub command: Command,
+    pub timeout: Duration,
+    /// After a hook has run for a job, its failures within this period run none; they
+    /// are counted and passed on to the next hook.
+    pub repeat_after: Duration,
 }
 
 /// How to start a process: what jobs and tasks share, after `defaults` are merged in.
@@ -177,6 +197,15 @@ pub enum OnOverlap {
     Replace,
 }
 
+/// What a reload does with the running instances of a job it removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovedJobs {
+    /// Let them run to their end.
+    Finish,
+    /// SIGTERM now, SIGKILL after their kill_grace.
+    Stop,
+}
+
 /// What to do about instants missed while jobd was not running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CatchUp {
@@ -232,6 +261,8 @@ pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_WORKERS: u32 = 2;
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(30);
 pub const DEFAULT_KEEP_DONE: u32 = 1000;
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_HOOK_REPEAT_AFTER: Duration = Duration::from_secs(600);
 
 #[cfg(test)]
 mod tests;

@@ -3,20 +3,22 @@
 use chrono::{DateTime, Utc};
 
 use super::protocol::{DaemonInfo, JobStatus, NextInstant, ReloadAnswer, Status};
-use crate::config::{Config, Job, Task};
+use crate::config::{Config, Job, RunSpec, Task};
 use crate::scheduler::Plan;
 use crate::state::History;
 use crate::supervisor::child_time;
 use crate::yaml::Pos;
 
-/// `jobctl status`: every job with its next and last run.
+/// `jobctl status`: every job with its next and last run; the overdue and failing
+/// ones first, the rest in jobfile order.
 pub fn jobs(
     config: &Config,
     plan: Option<&Plan>,
     history: &History,
     running: impl Fn(&str) -> usize,
+    overdue: impl Fn(&str) -> bool,
 ) -> Vec<JobStatus> {
-    config
+    let mut jobs: Vec<JobStatus> = config
         .jobs
         .iter()
         .map(|job| {
@@ -33,9 +35,13 @@ pub fn jobs(
                 next: next.map(child_time),
                 running: running(&job.name),
                 last: history.last(&job.name).cloned(),
+                overdue: overdue(&job.name),
             }
         })
-        .collect()
+        .collect();
+    let failing = |job: &JobStatus| job.last.as_ref().is_some_and(|r| r.outcome != "succeeded");
+    jobs.sort_by_key(|job| (!job.overdue, !failing(job)));
+    jobs
 }
 
 /// The status of a stopped jobd, from its jobfile and state directory.
@@ -44,7 +50,7 @@ pub fn offline_status(config: &Config) -> Status {
     Status {
         daemon: None,
         reload_error: None,
-        jobs: jobs(config, None, &history, |_| 0),
+        jobs: jobs(config, None, &history, |_| 0, |_| false),
         spool: None,
     }
 }
@@ -118,7 +124,9 @@ pub fn reload_diff(old: &Config, new: &Config) -> ReloadAnswer {
         match old.job(&job.name) {
             None => answer.added.push(format!("job {}", job.name)),
             Some(before) if unplaced(before) != unplaced(job) => {
-                answer.changed.push(format!("job {}", job.name))
+                answer
+                    .changed
+                    .push(format!("job {} ({})", job.name, job_changes(before, job)))
             }
             Some(_) => {}
         }
@@ -133,9 +141,11 @@ pub fn reload_diff(old: &Config, new: &Config) -> ReloadAnswer {
     for task in &new.tasks {
         match old.task(&task.name) {
             None => answer.added.push(format!("task {}", task.name)),
-            Some(before) if unplaced(before) != unplaced(task) => {
-                answer.changed.push(format!("task {}", task.name))
-            }
+            Some(before) if unplaced(before) != unplaced(task) => answer.changed.push(format!(
+                "task {} ({})",
+                task.name,
+                task_changes(before, task)
+            )),
             Some(_) => {}
         }
     }
@@ -143,4 +153,76 @@ pub fn reload_diff(old: &Config, new: &Config) -> ReloadAnswer {
         answer.removed.push(format!("task {}", task.name));
     }
     answer
+}
+
+/// What differs between two versions of a job, for the deploy log: the schedule
+/// before and after, the other settings by name.
+fn job_changes(before: &Job, after: &Job) -> String {
+    let mut changes = Vec::new();
+    if before.schedule != after.schedule {
+        changes.push(format!(
+            "schedule {} -> {}",
+            before.schedule.describe(),
+            after.schedule.describe()
+        ));
+    }
+    changes.extend(run_changes(&before.run, &after.run));
+    let settings = [
+        ("max_instances", before.max_instances != after.max_instances),
+        ("on_overlap", before.on_overlap != after.on_overlap),
+        ("environments", before.environments != after.environments),
+        ("catch_up", before.catch_up != after.catch_up),
+        ("on_failure", before.on_failure != after.on_failure),
+        ("alert_after", before.alert_after != after.alert_after),
+    ];
+    changes.extend(
+        settings
+            .iter()
+            .filter(|(_, c)| *c)
+            .map(|(k, _)| k.to_string()),
+    );
+    changes.join("; ")
+}
+
+fn task_changes(before: &Task, after: &Task) -> String {
+    let mut changes = run_changes(&before.run, &after.run);
+    let settings = [
+        ("retries", before.retries != after.retries),
+        ("retry_delay", before.retry_delay != after.retry_delay),
+        ("max_instances", before.max_instances != after.max_instances),
+        ("on_failure", before.on_failure != after.on_failure),
+    ];
+    changes.extend(
+        settings
+            .iter()
+            .filter(|(_, c)| *c)
+            .map(|(k, _)| k.to_string()),
+    );
+    changes.join("; ")
+}
+
+fn run_changes(before: &RunSpec, after: &RunSpec) -> Vec<String> {
+    let mut changes = Vec::new();
+    if before.command != after.command {
+        changes.push(format!(
+            "command {} -> {}",
+            before.command.display(),
+            after.command.display()
+        ));
+    }
+    let settings = [
+        ("workdir", before.workdir != after.workdir),
+        ("env", before.env != after.env),
+        ("timeout", before.timeout != after.timeout),
+        ("kill_grace", before.kill_grace != after.kill_grace),
+        ("user", before.user != after.user),
+        ("group", before.group != after.group),
+    ];
+    changes.extend(
+        settings
+            .iter()
+            .filter(|(_, c)| *c)
+            .map(|(k, _)| k.to_string()),
+    );
+    changes
 }

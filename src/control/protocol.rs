@@ -91,6 +91,9 @@ pub struct JobStatus {
     pub next: Option<String>,
     pub running: usize,
     pub last: Option<RunInfo>,
+    /// It has `alert_after:` and has gone that long without success.
+    #[serde(default)]
+    pub overdue: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -143,6 +143,8 @@ pub struct Spool {
     sequence: u64,
     next_sweep: Instant,
     stopping: bool,
+    /// Files moved to `done/` and to `failed/` since jobd started, for the metrics.
+    finished: (u64, u64),
 }
 
 impl Spool {
@@ -182,6 +184,7 @@ impl Spool {
             sequence: 0,
             next_sweep: now,
             stopping: false,
+            finished: (0, 0),
         };
         spool.recover(config);
         spool.scan(config);
@@ -454,8 +457,9 @@ impl Spool {
 
     /// A name that is not UTF-8 cannot be reported in JSON or passed on in
     /// `JOBD_SPOOL_FILE`: it moves to `failed/` under its own name, with no result.
-    fn reject_unnamed(&self, name: &std::ffi::OsStr) {
+    fn reject_unnamed(&mut self, name: &std::ffi::OsStr) {
         warn!("spool: refusing {name:?}: its name is not UTF-8");
+        self.finished.1 += 1;
         let _ = fs::rename(self.layout.new.join(name), self.layout.failed.join(name));
         let _ = sync_dir(&self.layout.failed);
         let _ = sync_dir(&self.layout.new);
@@ -463,7 +467,12 @@ impl Spool {
 
     /// Write the result, then move the file beside it: a crash in between leaves the
     /// file where it was, to be handled again.
-    fn finish_file(&self, from: &Path, name: &str, to: &Path, result: &SpoolResult) {
+    fn finish_file(&mut self, from: &Path, name: &str, to: &Path, result: &SpoolResult) {
+        if to == self.layout.done {
+            self.finished.0 += 1;
+        } else {
+            self.finished.1 += 1;
+        }
         let outcome = write_atomic(to, &format!("{name}{RESULT_SUFFIX}"), &result.to_json())
             .and_then(|()| fs::rename(from.join(name), to.join(name)))
             .and_then(|()| sync_dir(to))
@@ -555,7 +564,7 @@ impl Spool {
                 continue;
             }
             let item = self.ready.remove(index).expect("index is in range");
-            self.start(item, task, supervisor, config, now);
+            self.start(item, task, supervisor, now);
         }
     }
 
@@ -567,14 +576,7 @@ impl Spool {
         }
     }
 
-    fn start(
-        &mut self,
-        mut item: Item,
-        task: &Task,
-        supervisor: &mut Supervisor,
-        config: &Config,
-        now: Instant,
-    ) {
+    fn start(&mut self, mut item: Item, task: &Task, supervisor: &mut Supervisor, now: Instant) {
         if !item.claimed {
             let claimed = fs::rename(
                 self.layout.new.join(&item.name),
@@ -599,6 +601,7 @@ impl Spool {
                     args: &item.request.args,
                     env: Some(&item.request.env),
                 },
+                stdin: None,
                 scheduled_at: item.scheduled_at,
                 attempt,
                 origin: Origin::Spool(item.name.clone()),
@@ -606,7 +609,7 @@ impl Spool {
             now,
         );
         match launched {
-            Ok(run_id) => {
+            Some(run_id) => {
                 item.result
                     .attempts
                     .push(Attempt::started(attempt, &run_id, Utc::now()));
@@ -624,18 +627,18 @@ impl Spool {
                 }
                 self.running.insert(item.name.clone(), item);
             }
-            Err(record) => {
-                let name = item.name.clone();
-                self.running.insert(name.clone(), item);
-                self.ended(&name, &record, config, now);
+            // The loop hands the failure back through `ended`, like any run's end.
+            None => {
+                self.running.insert(item.name.clone(), item);
             }
         }
     }
 
-    /// A spool run ended: finish the file, or schedule its next attempt.
-    pub fn ended(&mut self, name: &str, record: &RunRecord, config: &Config, now: Instant) {
+    /// A spool run ended: finish the file, or schedule its next attempt. True when the
+    /// file has failed for good (its last attempt failed).
+    pub fn ended(&mut self, name: &str, record: &RunRecord, config: &Config, now: Instant) -> bool {
         let Some(mut item) = self.running.remove(name) else {
-            return;
+            return false;
         };
         // A task removed by a reload is not retried.
         let (retries, retry_delay) = config
@@ -650,7 +653,7 @@ impl Spool {
         if record.outcome.success() {
             item.result.status = "done".to_string();
             self.finish_file(&running, name, &self.layout.done.clone(), &item.result);
-            return;
+            return false;
         }
         if self.stopping {
             // Stopped by jobd's own shutdown: it stays in running/ and runs again at
@@ -659,7 +662,7 @@ impl Spool {
                 running.join(format!("{name}{RESULT_SUFFIX}")),
                 item.result.to_json(),
             );
-            return;
+            return false;
         }
         let tries = item.result.attempts.len() as u32;
         if tries <= retries {
@@ -678,7 +681,7 @@ impl Spool {
             );
             self.sequence += 1;
             self.retrying.insert((now + delay, self.sequence), item);
-            return;
+            return false;
         }
         item.result.status = "failed".to_string();
         item.result.reason = Some(format!(
@@ -687,6 +690,7 @@ impl Spool {
             if tries == 1 { "" } else { "s" }
         ));
         self.finish_file(&running, name, &self.layout.failed.clone(), &item.result);
+        true
     }
 
     /// Start nothing more: jobd is shutting down. Files waiting stay where they are.
@@ -702,6 +706,11 @@ impl Spool {
             self.running.len(),
             self.retrying.len(),
         )
+    }
+
+    /// Files moved to `done/` and to `failed/` since jobd started.
+    pub fn finished(&self) -> (u64, u64) {
+        self.finished
     }
 
     /// Files that went to `failed/` in the last 24 hours.
