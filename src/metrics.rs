@@ -366,6 +366,11 @@ impl MetricsFile {
         self.changed = true;
     }
 
+    /// Lift the once-a-second limit for the next write (the last one, at shutdown).
+    pub fn allow_now(&mut self) {
+        self.last_write = None;
+    }
+
     /// When the loop should wake to write, if something is waiting to be written.
     pub fn next_deadline(&self) -> Option<Instant> {
         if !self.changed {

@@ -1,5 +1,6 @@
 //! Integration tests: the real `jobd` binary in temporary directories.
 
+mod alerts;
 mod check;
 mod control;
 mod daemon;
