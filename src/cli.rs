@@ -99,7 +99,7 @@ fn parse_rfc3339(text: &str) -> Result<DateTime<FixedOffset>, String> {
 #[command(name = "jobctl", version, max_term_width = 100)]
 pub struct JobctlArgs {
     #[command(flatten)]
-    pub file: ConfigArg,
+    pub jobfile: JobfileArgs,
 
     /// The control socket, instead of the one the jobfile names
     #[arg(long = "socket", value_name = "PATH", global = true)]

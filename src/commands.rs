@@ -69,9 +69,12 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
     // Talking to jobd needs only the socket and the zone, read even from a jobfile with
     // errors (a bad deploy must not blind the operator) and without validating every
     // job. Submitting, and showing the status of a stopped jobd, need it all.
-    let places = config::places(&args.file.config, &host);
+    let file = &args.jobfile.file.config;
+    let places = config::places(file, &host);
     let loaded = std::cell::OnceCell::new();
-    let valid = || match loaded.get_or_init(|| config::load(&args.file.config, None, &host)) {
+    let valid = || match loaded
+        .get_or_init(|| config::load(file, args.jobfile.environment.as_deref(), &host))
+    {
         Ok(config) => Ok(config),
         Err(err) => {
             eprintln!("{err}");

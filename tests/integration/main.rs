@@ -5,5 +5,6 @@ mod check;
 mod control;
 mod daemon;
 mod harness;
+mod man;
 mod notify;
 mod spool;
