@@ -7,4 +7,5 @@ mod daemon;
 mod harness;
 mod man;
 mod notify;
+mod reload;
 mod spool;
