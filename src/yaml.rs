@@ -81,11 +81,11 @@ const MAX_ALIASES: usize = 1_000;
 const MAX_EVENTS: usize = 2_000_000;
 const MAX_REPLAYED_EVENTS: usize = 100_000;
 
-/// Parse one YAML document into a located tree. An empty document is `Null`.
-pub fn parse(text: &str) -> Result<Node, YamlError> {
+/// The parser's settings: YAML 1.2 scalars and the budgets above.
+fn options() -> serde_saphyr::Options {
     let mut alias_limits = serde_saphyr::options::AliasLimits::default();
     alias_limits.max_total_replayed_events = MAX_REPLAYED_EVENTS;
-    let options = serde_saphyr::options! {
+    serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_depth: MAX_DEPTH,
             max_nodes: MAX_NODES,
@@ -100,7 +100,12 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
         // Keep `0755` and `1_000` as written instead of turning them into numbers.
         leading_zero_numbers_as_strings: true,
         underscored_numbers_as_strings: true,
-    };
+    }
+}
+
+/// Parse one YAML document into a located tree. An empty document is `Null`.
+pub fn parse(text: &str) -> Result<Node, YamlError> {
+    let options = options();
     let parsed: Result<Option<Spanned<Value>>, _> =
         serde_saphyr::from_str_with_options(text, options);
     match parsed {

@@ -8,6 +8,7 @@ use chrono_tz::Tz;
 
 use super::checker::{Checker, Fields};
 use super::error::{ConfigError, ProblemKind};
+use super::places::Places;
 use super::{
     CatchUp, Command, Config, DEFAULT_HOOK_REPEAT_AFTER, DEFAULT_HOOK_TIMEOUT, DEFAULT_KEEP_DONE,
     DEFAULT_KILL_GRACE, DEFAULT_RETRY_DELAY, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WORKERS, Hook, Host,
@@ -84,18 +85,15 @@ const SPOOL_KEYS: &[&str] = &[
     "keep_failed_for",
 ];
 
-/// Where jobd keeps its socket and state, and its zone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Places {
-    pub timezone: Tz,
-    pub state_dir: PathBuf,
-    pub socket: PathBuf,
-}
-
 /// The places a jobfile names, read as well as it can be even when the jobfile has
 /// errors, so that `jobctl status` still finds a running jobd after a bad deploy.
 pub fn places(text: &str, file: &Path, host: &Host) -> Places {
     let dir = file.parent().unwrap_or(Path::new("/"));
+    // jobctl reads these before every command: skip the jobs when the three keys are
+    // plainly readable, and read the file the thorough way only when they are not.
+    if let Some(places) = super::places::scan(text, TOP_KEYS, dir, host) {
+        return places;
+    }
     let mut check = Checker::default();
     let root = yaml::parse(text).unwrap_or(Node {
         value: Value::Null,
@@ -281,34 +279,16 @@ impl Checker {
 
     /// The zone and the folders, which jobctl needs even from a jobfile with errors.
     fn places(&mut self, top: &Fields, dir: &Path, host: &Host) -> Places {
-        let timezone = match top.get("timezone") {
-            Some(node) => self.timezone(node).unwrap_or(Tz::UTC),
-            None => host
-                .local_zone
-                .as_deref()
-                .and_then(|name| name.parse().ok())
-                .unwrap_or(Tz::UTC),
-        };
-        let state_dir = match top.get("state_dir") {
-            Some(node) => self.path(node, "state_dir", dir).unwrap_or_default(),
-            None => host
-                .state_directory
-                .clone()
-                .unwrap_or_else(|| dir.join(".jobd")),
-        };
-        let socket = match top.get("socket") {
-            Some(node) => self.path(node, "socket", dir).unwrap_or_default(),
-            None => host
-                .runtime_directory
-                .clone()
-                .unwrap_or_else(|| state_dir.clone())
-                .join("jobd.sock"),
-        };
-        Places {
-            timezone,
-            state_dir,
-            socket,
-        }
+        let timezone = top
+            .get("timezone")
+            .map(|node| self.timezone(node).unwrap_or(Tz::UTC));
+        let state_dir = top
+            .get("state_dir")
+            .map(|node| self.path(node, "state_dir", dir).unwrap_or_default());
+        let socket = top
+            .get("socket")
+            .map(|node| self.path(node, "socket", dir).unwrap_or_default());
+        super::places::resolve(timezone, state_dir, socket, dir, host)
     }
 
     /// The entries of `jobs:` or `tasks:`: a mapping from names to settings. A bad name

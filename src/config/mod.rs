@@ -3,6 +3,7 @@
 pub(crate) mod checker;
 mod error;
 mod load;
+mod places;
 mod read;
 
 use std::collections::BTreeMap;
@@ -10,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, Problem, ProblemKind};
-pub use load::{Places, parse, parse_reusing};
+pub use load::{parse, parse_reusing};
+pub use places::Places;
 
 use crate::schedule::Schedule;
 use crate::yaml::Pos;
