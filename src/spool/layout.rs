@@ -34,11 +34,22 @@ impl Layout {
     /// Create what is missing. Writers drop files into `tmp/` and `new/`, so those are
     /// group-writable (give the folder to the web application's group); the rest is
     /// jobd's alone.
+    ///
+    /// A folder made here gets its mode exactly, whatever the umask (else 0770 would
+    /// become 0750 under the usual 022 and shut out the group's writers), and the owner
+    /// of the folder it is made in: `jobctl submit` run by root must not leave a spool
+    /// that a jobd running as its own user cannot use.
     pub fn create(&self) -> io::Result<()> {
+        let parent = self.root.parent().unwrap_or(Path::new("/"));
+        let owner = fs::metadata(parent).ok().map(|m| (m.uid(), m.gid()));
+        let made_root = !self.root.exists();
         DirBuilder::new()
             .recursive(true)
             .mode(0o755)
             .create(&self.root)?;
+        if made_root {
+            adopt(&self.root, owner)?;
+        }
         for (dir, mode) in [
             (&self.tmp, 0o770),
             (&self.new, 0o770),
@@ -47,7 +58,10 @@ impl Layout {
             (&self.failed, 0o750),
         ] {
             match DirBuilder::new().mode(mode).create(dir) {
-                Ok(()) => {}
+                Ok(()) => {
+                    fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
+                    adopt(dir, owner)?;
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
                 Err(e) => return Err(e),
             }
@@ -99,4 +113,17 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()?;
     fs::rename(&temporary, dir.join(name))
+}
+
+/// Give a folder jobd just made the owner of the folder it was made in, when that
+/// differs from who made it (root, in practice; anyone else may not chown).
+fn adopt(dir: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
+    let Some((uid, gid)) = owner else {
+        return Ok(());
+    };
+    let me = nix::unistd::geteuid();
+    if !me.is_root() || uid == me.as_raw() {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid))
 }
