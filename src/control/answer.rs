@@ -152,7 +152,47 @@ pub fn reload_diff(old: &Config, new: &Config) -> ReloadAnswer {
     for task in old.tasks.iter().filter(|t| new.task(&t.name).is_none()) {
         answer.removed.push(format!("task {}", task.name));
     }
+    answer.changed.extend(setting_changes(old, new));
     answer
+}
+
+/// Top-level and spool settings that differ; those a running jobd cannot move say so.
+fn setting_changes(old: &Config, new: &Config) -> Vec<String> {
+    let at_restart = " (takes effect when jobd restarts)";
+    let (a, b) = (&old.spool, &new.spool);
+    [
+        ("timezone", old.timezone != new.timezone, ""),
+        (
+            "shutdown_grace",
+            old.shutdown_grace != new.shutdown_grace,
+            "",
+        ),
+        ("removed_jobs", old.removed_jobs != new.removed_jobs, ""),
+        ("metrics_file", old.metrics_file != new.metrics_file, ""),
+        ("state_dir", old.state_dir != new.state_dir, at_restart),
+        ("socket", old.socket != new.socket, at_restart),
+        (
+            "socket_group",
+            old.socket_group != new.socket_group,
+            at_restart,
+        ),
+        ("spool.dir", a.dir != b.dir, at_restart),
+        ("spool.workers", a.workers != b.workers, ""),
+        (
+            "spool.allow_users or allow_groups",
+            a.allow_users != b.allow_users || a.allow_groups != b.allow_groups,
+            "",
+        ),
+        (
+            "spool retention",
+            a.keep_done != b.keep_done || a.keep_failed != b.keep_failed,
+            "",
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, changed, _)| *changed)
+    .map(|(name, _, note)| format!("setting {name}{note}"))
+    .collect()
 }
 
 /// What differs between two versions of a job, for the deploy log: the schedule
@@ -225,4 +265,42 @@ fn run_changes(before: &RunSpec, after: &RunSpec) -> Vec<String> {
             .map(|(k, _)| k.to_string()),
     );
     changes
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{self, Host};
+
+    fn config(text: &str) -> Config {
+        let host = Host {
+            local_zone: Some("UTC".into()),
+            ..Host::default()
+        };
+        config::parse(text, Path::new("/app/jobd.yaml"), None, &host).unwrap()
+    }
+
+    #[test]
+    fn a_reload_names_each_change_and_what_waits_for_a_restart() {
+        let old = config(
+            "jobs:\n  a:\n    every: 1s\n    command: [x]\n  b:\n    every: 1s\n    command: [x]\n",
+        );
+        let new = config(
+            "spool:\n  dir: elsewhere\n  workers: 4\njobs:\n  a:\n    every: 2s\n    command: [y]\n    env: {K: v}\n  c:\n    every: 1s\n    command: [x]\n",
+        );
+        let diff = reload_diff(&old, &new);
+        assert_eq!(diff.added, ["job c"]);
+        assert_eq!(diff.removed, ["job b"]);
+        assert_eq!(
+            diff.changed,
+            [
+                "job a (schedule every 1s -> every 2s; command x -> y; env)",
+                "setting spool.dir (takes effect when jobd restarts)",
+                "setting spool.workers",
+            ]
+        );
+        assert!(reload_diff(&new, &new).changed.is_empty());
+    }
 }
