@@ -240,7 +240,16 @@ impl Spool {
                             attempt.error = Some("jobd stopped while it ran".to_string());
                         }
                         item.result.attempts = progress.attempts;
-                        item.result.received_at = progress.received_at.or(item.result.received_at);
+                        // The file's ctime in running/ is when it was claimed; the
+                        // progress record kept when it arrived.
+                        if let Some(arrived) = progress
+                            .received_at
+                            .as_deref()
+                            .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+                        {
+                            item.scheduled_at = due(&item.request.when, arrived.to_utc());
+                            item.result.received_at = progress.received_at;
+                        }
                     }
                     info!(
                         "spool: {} was running when jobd stopped; running it again (attempt {})",
@@ -419,13 +428,7 @@ impl Spool {
         let arrived =
             DateTime::<Utc>::from_timestamp(meta.ctime(), (meta.ctime_nsec() as u32 / 1000) * 1000)
                 .unwrap_or_else(Utc::now);
-        let scheduled_at = match request.when {
-            When::Now => arrived,
-            When::At(at) => at,
-            When::Delay(delay) => {
-                arrived + chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::MAX)
-            }
-        };
+        let scheduled_at = due(&request.when, arrived);
         Ok(Item {
             name: name.to_string(),
             result: SpoolResult {
@@ -776,6 +779,18 @@ fn sweep(dir: &Path, keep: Retention) {
             if removed.is_ok() {
                 let _ = fs::remove_file(dir.join(format!("{name}{RESULT_SUFFIX}")));
             }
+        }
+    }
+}
+
+/// When a file that arrived at `arrived` is due: its `run_at`, its `delay` after it
+/// arrived, or its arrival.
+fn due(when: &When, arrived: DateTime<Utc>) -> DateTime<Utc> {
+    match when {
+        When::Now => arrived,
+        When::At(at) => *at,
+        When::Delay(delay) => {
+            arrived + chrono::TimeDelta::from_std(*delay).unwrap_or(chrono::TimeDelta::MAX)
         }
     }
 }

@@ -24,7 +24,7 @@ tasks:
     retries: 3
     retry_delay: 100ms
   slow:
-    command: 'echo $$ > out/slow.pid; echo "attempt $JOBD_ATTEMPT" >> out/slow; sleep 2'
+    command: 'echo $$ > out/slow.pid; echo "attempt $JOBD_ATTEMPT" >> out/slow; echo "$JOBD_SCHEDULED_AT" >> out/slow.at; sleep 2'
 "#;
 
 fn dir() -> Dir {
@@ -271,6 +271,9 @@ fn a_file_running_when_jobd_is_killed_runs_again_with_the_next_attempt() {
     dir.wait_spool("done", 1, Duration::from_secs(30), &jobd);
     jobd.stop();
     assert_eq!(dir.lines("out/slow"), ["attempt 1", "attempt 2"]);
+    let due = dir.lines("out/slow.at");
+    assert_eq!(due.len(), 2);
+    assert_eq!(due[0], due[1], "a re-run stands for the same arrival");
     let result = dir.result("done", &dir.spool_files("done")[0]);
     let attempts = result["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 2);
