@@ -100,7 +100,21 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                         let status = answer::offline_status(config);
                         print_status(&status, *json, &style, ExitCode::from(NOT_RUNNING))
                     }
-                    Err(_) => ExitCode::from(NOT_RUNNING),
+                    // No jobs to list from a broken jobfile: what the state directory
+                    // holds is still worth seeing.
+                    Err(_) => {
+                        let runs = crate::state::load(&places.state_dir).recent(None, 20);
+                        if *json {
+                            println!(
+                                "{}",
+                                serde_json::to_string_pretty(&runs).expect("runs serialize")
+                            );
+                        } else {
+                            println!("last runs, from {}:", places.state_dir.display());
+                            print!("{}", render::history(&runs, &style));
+                        }
+                        ExitCode::from(NOT_RUNNING)
+                    }
                 }
             }
             other => fail(other),
