@@ -190,3 +190,41 @@ fn a_dry_run_and_a_reload_name_what_changed() {
     );
     jobd.stop();
 }
+
+#[test]
+fn a_changed_command_is_used_from_the_next_run_and_an_added_job_runs() {
+    let text = "jobs:\n  x:\n    every: 200ms\n    command: 'echo old >> x.out'\n";
+    let dir = Dir::new(text);
+    let mut jobd = dir.start(&[]);
+    assert!(eventually(Duration::from_secs(20), || !dir
+        .lines("x.out")
+        .is_empty()));
+    fs::write(
+        dir.jobfile(),
+        "jobs:\n  x:\n    every: 200ms\n    command: 'echo new >> x.out'\n    env: {A: b}\n  \
+         added:\n    every: 200ms\n    command: 'echo $A >> added.out'\n    env: {A: here}\n",
+    )
+    .unwrap();
+    let reload = dir.jobctl(&["reload"]);
+    reload.code(0);
+    assert!(reload.stdout().contains("changed: job x (command"));
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let lines = dir.lines("x.out");
+            lines.iter().filter(|l| *l == "new").count() >= 3
+        }),
+        "{}",
+        jobd.log()
+    );
+    let lines = dir.lines("x.out");
+    let first_new = lines.iter().position(|l| l == "new").unwrap();
+    assert!(
+        lines[first_new..].iter().all(|l| l == "new"),
+        "an old command ran after the reload: {lines:?}"
+    );
+    assert!(eventually(Duration::from_secs(10), || dir
+        .lines("added.out")
+        .first()
+        .is_some_and(|l| l == "here")));
+    jobd.stop();
+}
