@@ -470,6 +470,16 @@ impl Field {
             .split(',')
             .map(|item| self.normalize_item(item, text))
             .collect::<Result<Vec<_>, _>>()?;
+        // `*` in a list (`*,5`) makes the list every value, as in Vixie cron; croner
+        // refuses it. A day field keeps its restricted-or-not reading (which looks at
+        // the written text), so it gets the full range rather than `*`.
+        if items.len() > 1 && items.iter().any(|item| item == "*") {
+            return Ok(match self.kind {
+                Kind::Plain => "*".to_string(),
+                Kind::DayOfMonth => "1-31".to_string(),
+                Kind::DayOfWeek => "0-6".to_string(),
+            });
+        }
         Ok(items.join(","))
     }
 

@@ -1,7 +1,15 @@
 //! "Did you mean …?" for misspelt keys, values and zone names.
 
+/// Longer words get no suggestion.
+const MAX_WORD: usize = 100;
+
 /// The candidate closest to `word`, if it is close enough to be a plausible typo.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    // Nothing a person mistyped is this long, and the distance costs the product of
+    // the lengths: a megabyte of garbage must not stall a reload.
+    if word.len() > MAX_WORD {
+        return None;
+    }
     let word_lower = word.to_lowercase();
     // A third of the word's length, at least one edit: `shedule` → `schedule`, but `foo`
     // suggests nothing rather than something unrelated. A word sharing its first four

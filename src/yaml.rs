@@ -147,6 +147,8 @@ fn describe(err: &serde_saphyr::Error) -> String {
         | E::AliasReplayStackDepthExceeded { .. } => {
             "aliases expand to too much data (an alias bomb?)".to_string()
         }
+        // What went wrong while an alias was replayed, or behind a snippet.
+        E::AliasError { error, .. } | E::WithSnippet { error, .. } => describe(error),
         other => plain_message(&other.to_string()),
     }
 }

@@ -763,7 +763,7 @@ const MAX_NAME_LEN: usize = 100;
 
 /// Names end up in log prefixes, environment variables and file names: keep them to
 /// characters that are safe in all three.
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     name.len() <= MAX_NAME_LEN
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name

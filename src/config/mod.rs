@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, Problem, ProblemKind};
+pub(crate) use load::valid_name;
 pub use load::{parse, parse_reusing};
 pub use places::Places;
 

@@ -215,7 +215,7 @@ impl Spool {
         names.sort_by_key(|(_, changed)| *changed);
         let files: HashSet<String> = names.iter().map(|(name, _)| name.clone()).collect();
         for (name, _) in names {
-            if name.starts_with('.') {
+            if name.starts_with('.') && name.ends_with(".tmp") {
                 continue;
             }
             if let Some(stem) = name.strip_suffix(RESULT_SUFFIX) {
@@ -314,10 +314,24 @@ impl Spool {
 
     /// Accept or refuse one file in `new/`.
     fn pick_up(&mut self, name: &str, config: &Config) {
-        if self.seen.contains(name) || name.starts_with(".") && name.ends_with(".tmp") {
+        if self.seen.contains(name) || name.starts_with('.') && name.ends_with(".tmp") {
             return;
         }
         let new = self.layout.new.clone();
+        if name.len() > MAX_NAME_BYTES {
+            // No room beside it for its result: it moves on alone, like a name that
+            // is not UTF-8.
+            warn!(
+                "spool: refusing {}: its name is longer than {MAX_NAME_BYTES} bytes",
+                printable(name)
+            );
+            self.move_unreported(std::ffi::OsStr::new(name));
+            return;
+        }
+        if let Some(reason) = name_problem(name) {
+            self.reject(&new, name, reason, None);
+            return;
+        }
         match self.inspect(&new, name, config) {
             Ok(item) => {
                 self.seen.insert(name.to_string());
@@ -448,7 +462,8 @@ impl Spool {
 
     /// Move a file jobd will not run to `failed/`, with the reason in its result.
     fn reject(&mut self, from: &Path, name: &str, reason: &str, progress: Option<SpoolResult>) {
-        warn!("spool: refusing {}: {reason}", name.escape_debug());
+        // The reason may quote the file's own text: it must not write log lines.
+        warn!("spool: refusing {}: {}", printable(name), printable(reason));
         let mut result = progress.unwrap_or_else(|| SpoolResult {
             file: name.to_string(),
             ..SpoolResult::default()
@@ -462,6 +477,11 @@ impl Spool {
     /// `JOBD_SPOOL_FILE`: it moves to `failed/` under its own name, with no result.
     fn reject_unnamed(&mut self, name: &std::ffi::OsStr) {
         warn!("spool: refusing {name:?}: its name is not UTF-8");
+        self.move_unreported(name);
+    }
+
+    /// Move a file from `new/` to `failed/` with no result beside it.
+    fn move_unreported(&mut self, name: &std::ffi::OsStr) {
         self.finished.1 += 1;
         let _ = fs::rename(self.layout.new.join(name), self.layout.failed.join(name));
         let _ = sync_dir(&self.layout.failed);
@@ -793,4 +813,37 @@ fn due(when: &When, arrived: DateTime<Utc>) -> DateTime<Utc> {
             arrived + chrono::TimeDelta::from_std(*delay).unwrap_or(chrono::TimeDelta::MAX)
         }
     }
+}
+
+/// Longer names leave no room for `.NAME.result.json.tmp` within the 255 bytes a file
+/// name may have.
+const MAX_NAME_BYTES: usize = 200;
+
+/// Names a spool file may not have: hidden ones are jobd's (and writers' temporary
+/// files), and control characters would reach logs and `JOBD_SPOOL_FILE` as they are.
+fn name_problem(name: &str) -> Option<&'static str> {
+    if name.starts_with('.') {
+        return Some("names starting with `.` are kept for temporary files");
+    }
+    if name.chars().any(char::is_control) {
+        return Some("its name contains a control character (a newline, a tab...)");
+    }
+    None
+}
+
+/// Text from a spool file, or its name, as one safe log line: control characters are
+/// escaped, everything else kept.
+fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }

@@ -85,6 +85,14 @@ fn read(check: &mut Checker, root: &yaml::Node) -> Option<Request> {
         return None;
     };
     let task = check.text(task_node, "task")?;
+    if !crate::config::valid_name(&task) {
+        check.bad(
+            task_node,
+            "task",
+            format!("`{}` is not a task name", task.escape_debug()),
+        );
+        return None;
+    }
     let args = match fields.get("args") {
         Some(node) => check.string_list(node, "args")?,
         None => Vec::new(),

@@ -5,6 +5,7 @@ mod check;
 mod control;
 mod daemon;
 mod harness;
+mod hostile_input;
 mod man;
 mod notify;
 mod reload;
