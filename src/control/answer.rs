@@ -303,4 +303,34 @@ mod tests {
         );
         assert!(reload_diff(&new, &new).changed.is_empty());
     }
+
+    #[test]
+    fn status_lists_overdue_then_failing_jobs_first_and_the_rest_in_jobfile_order() {
+        let config = config(
+            "jobs:\n  a:\n    every: 1s\n    command: [x]\n  b:\n    every: 1s\n    command: [x]\n  \
+             c:\n    every: 1s\n    command: [x]\n  d:\n    every: 1s\n    command: [x]\n",
+        );
+        let mut history = History::default();
+        for (job, outcome) in [("a", "succeeded"), ("c", "failed"), ("d", "succeeded")] {
+            history.push(crate::control::protocol::RunInfo {
+                job: job.into(),
+                run_id: "1".into(),
+                attempt: 1,
+                scheduled_at: String::new(),
+                started_at: String::new(),
+                ended_at: String::new(),
+                duration_ms: 0,
+                outcome: outcome.into(),
+                exit_code: None,
+                signal: None,
+                message: String::new(),
+                output: Vec::new(),
+            });
+        }
+        let names: Vec<String> = jobs(&config, None, &history, |_| 0, |job| job == "d")
+            .into_iter()
+            .map(|j| j.name)
+            .collect();
+        assert_eq!(names, ["d", "c", "a", "b"]);
+    }
 }
