@@ -275,3 +275,243 @@ pub fn alive(pid: i32) -> bool {
 pub fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
     wait_for(within, || check().then_some(())).is_some()
 }
+
+// Helpers of the fault and endurance tests (faults.rs, peers.rs).
+
+/// Whether the long variants run: `JOBD_LONG_TESTS=1`.
+pub fn long_tests() -> bool {
+    std::env::var("JOBD_LONG_TESTS").is_ok_and(|v| v == "1")
+}
+
+/// `default`, or `long` when the long variants run.
+pub fn scale<T>(default: T, long: T) -> T {
+    if long_tests() { long } else { default }
+}
+
+impl Dir {
+    /// Start jobd with its log appended to `jobd.log` (kept across restarts), `env`
+    /// added to its environment and, when given, its limit on open files set to
+    /// `nofile`.
+    pub fn start_appending(&self, env: &[(&str, &str)], nofile: Option<u64>) -> Daemon {
+        use std::os::unix::process::CommandExt;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.join("jobd.log"))
+            .unwrap();
+        let mut command = Command::new(JOBD);
+        command
+            .arg("-c")
+            .arg(self.jobfile())
+            .current_dir(self.path())
+            .env_remove("JOBD_CONFIG")
+            .env_remove("JOBD_ENVIRONMENT")
+            .env_remove("NOTIFY_SOCKET")
+            .env("JOBD_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if let Some(limit) = nofile {
+            let limit = nix::libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: setrlimit is async-signal-safe; the value was built before the fork.
+            unsafe {
+                command.pre_exec(move || {
+                    if nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        Daemon {
+            child: Some(command.spawn().unwrap()),
+            log: self.join("jobd.log"),
+        }
+    }
+}
+
+impl Daemon {
+    /// SIGKILL jobd and reap it; its children live on.
+    #[track_caller]
+    pub fn kill9(&mut self) {
+        self.signal(Signal::SIGKILL);
+        self.wait_exit(Duration::from_secs(10));
+    }
+
+    /// Open files, memory, CPU time and children of jobd now.
+    pub fn sample(&self) -> ProcSample {
+        ProcSample::of(self.pid().as_raw())
+    }
+}
+
+/// What /proc says about one process.
+#[derive(Debug, Clone)]
+pub struct ProcSample {
+    pub fds: usize,
+    pub rss_kib: u64,
+    /// User plus system CPU time, in clock ticks (1/100 s).
+    pub cpu_ticks: u64,
+    /// Time spent runnable but waiting for a CPU, in nanoseconds (/proc/PID/schedstat).
+    pub run_wait_ns: u64,
+    pub children: Vec<i32>,
+    /// Children that have ended and were not reaped.
+    pub zombies: Vec<i32>,
+}
+
+impl ProcSample {
+    pub fn of(pid: i32) -> ProcSample {
+        let fds = fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss_kib = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let cpu_ticks = stat_fields(pid)
+            .map(|f| f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0))
+            .unwrap_or(0);
+        let run_wait_ns = fs::read_to_string(format!("/proc/{pid}/schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0);
+        let children = children_of(pid);
+        let zombies = children
+            .iter()
+            .copied()
+            .filter(|&c| process_state(c) == Some('Z'))
+            .collect();
+        ProcSample {
+            fds,
+            rss_kib,
+            cpu_ticks,
+            run_wait_ns,
+            children,
+            zombies,
+        }
+    }
+}
+
+/// The fields of /proc/PID/stat after the command name: [0] is the state, [1] the
+/// parent, [2] the process group, [11] utime, [12] stime.
+pub fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// A process's state letter (R, S, D, Z, ...), or `None` when it is gone.
+pub fn process_state(pid: i32) -> Option<char> {
+    stat_fields(pid)?.first()?.chars().next()
+}
+
+/// Every process on the system.
+pub fn all_pids() -> Vec<i32> {
+    fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The processes whose parent is `parent` (read from each /proc/PID/stat: this kernel
+/// may lack /proc/PID/task/*/children).
+pub fn children_of(parent: i32) -> Vec<i32> {
+    all_pids()
+        .into_iter()
+        .filter(|&pid| stat_fields(pid).and_then(|f| f.get(1)?.parse::<i32>().ok()) == Some(parent))
+        .collect()
+}
+
+/// Live processes (zombies left out) whose environment holds `KEY=VALUE`: what jobd
+/// and every descendant of it inherit from the environment a test started it with.
+pub fn processes_with_env(key: &str, value: &str) -> Vec<i32> {
+    let wanted = format!("{key}={value}");
+    all_pids()
+        .into_iter()
+        .filter(|&pid| {
+            fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == wanted.as_bytes()))
+                && alive(pid)
+        })
+        .collect()
+}
+
+/// SIGKILL each process and its process group, never the test's own group.
+pub fn kill_with_groups(pids: &[i32]) {
+    let own = nix::unistd::getpgrp().as_raw();
+    for &pid in pids {
+        if let Some(pgid) = stat_fields(pid).and_then(|f| f.get(2)?.parse::<i32>().ok())
+            && pgid > 1
+            && pgid != own
+        {
+            let _ = kill(Pid::from_raw(-pgid), Signal::SIGKILL);
+        }
+        if pid > 1 && pid != std::process::id() as i32 {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// The `p`-th percentile (0..=100) of sorted values, nearest rank.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// A small deterministic random source (xorshift64*), seeded and printed by the tests
+/// so that a failing run can be repeated.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded from `JOBD_TEST_SEED`, or else from the clock.
+    pub fn from_env() -> Rng {
+        let seed = std::env::var("JOBD_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        Rng(seed.max(1))
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.0
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A value in `low..high`.
+    pub fn range(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low).max(1)
+    }
+}
+
+/// The runs of `job` in `state_dir/history.jsonl`, as JSON; torn lines left out.
+pub fn history_runs(state_dir: &Path, job: &str) -> Vec<serde_json::Value> {
+    fs::read_to_string(state_dir.join("history.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|run| run["job"] == job)
+        .collect()
+}
