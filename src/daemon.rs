@@ -196,6 +196,7 @@ impl Daemon {
             let now = Instant::now();
             self.supervisor.tick(now);
             self.server.expire(now);
+            self.server.report_evicted(now);
             self.tell_systemd(now);
             self.spool.tick(Utc::now(), now, &self.config);
             self.spool.dispatch(&mut self.supervisor, &self.config, now);
@@ -280,17 +281,12 @@ impl Daemon {
         fds.push(PollFd::new(self.timer.fd(), PollFlags::POLLIN));
         fds.push(PollFd::new(self.signals.fd(), PollFlags::POLLIN));
         fds.push(PollFd::new(self.spool.fd(), PollFlags::POLLIN));
-        let control = self.server.fds();
-        fds.extend(control.iter().map(|(_, fd, write)| {
-            PollFd::new(
-                *fd,
-                if *write {
-                    PollFlags::POLLOUT
-                } else {
-                    PollFlags::POLLIN
-                },
-            )
-        }));
+        let control = self.server.fds(now);
+        fds.extend(
+            control
+                .iter()
+                .map(|(_, fd, flags)| PollFd::new(*fd, *flags)),
+        );
         fds.extend(
             pipes
                 .iter()

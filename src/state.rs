@@ -29,6 +29,9 @@ pub struct History {
     bytes: u64,
     /// Set while writing fails (a full or read-only disk), so the error is logged once.
     failing: bool,
+    /// The file may end in a torn line (a write cut short, a crash mid-write): the
+    /// next record starts on a line of its own, so the two are not read as one.
+    torn: bool,
 }
 
 impl History {
@@ -55,6 +58,8 @@ impl History {
             history.keep(run);
         }
         history.bytes = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        // Checked again before the next write: only then does it matter.
+        history.torn = true;
         history
     }
 
@@ -81,14 +86,21 @@ impl History {
 
     fn write(&mut self, line: &str) {
         let Some(path) = &self.file else { return };
+        let text = if self.torn && !ends_with_newline(path) {
+            format!("\n{line}")
+        } else {
+            line.to_string()
+        };
         let written = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .and_then(|mut file| file.write_all(line.as_bytes()));
+            .and_then(|mut file| file.write_all(text.as_bytes()));
+        // A failed write may have left part of the line behind.
+        self.torn = written.is_err();
         match written {
             Ok(()) => {
-                self.bytes += line.len() as u64;
+                self.bytes += text.len() as u64;
                 if self.failing {
                     info!("the run history in {} is written again", path.display());
                     self.failing = false;
@@ -106,6 +118,9 @@ impl History {
     }
 
     fn compact(&mut self) {
+        if self.failing {
+            return;
+        }
         let Some(path) = self.file.clone() else {
             return;
         };
@@ -176,4 +191,18 @@ pub fn load(state_dir: &Path) -> History {
         history.keep(run);
     }
     history
+}
+
+/// Whether the file at `path` is empty, missing, or ends with a newline.
+fn ends_with_newline(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = File::open(path) else {
+        return true;
+    };
+    if file.seek(SeekFrom::End(-1)).is_err() {
+        return true;
+    }
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)
+        .map_or(true, |()| last[0] == b'\n')
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use log::{info, warn};
+use nix::poll::PollFlags;
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::unistd::{Gid, Group, Uid};
 
@@ -17,6 +18,9 @@ use super::protocol::{Body, MAX_REQUEST, Request, Response, VERSION};
 
 /// Connections served at once; more are closed at once.
 const MAX_CLIENTS: usize = 64;
+/// How long the listener rests after running out of file descriptors.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+const EVICTION_REPORT: Duration = Duration::from_secs(10);
 /// How long a client may take to send its request, and to read the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -95,6 +99,11 @@ pub struct Server {
     group: Option<Gid>,
     clients: Vec<Client>,
     next_id: u64,
+    /// Accepting failed (no file descriptor left): the listener rests until then.
+    paused_until: Option<Instant>,
+    /// Idle clients closed to make room, not yet logged, and when that was last done.
+    evicted: u64,
+    reported_at: Option<Instant>,
 }
 
 impl Server {
@@ -138,6 +147,9 @@ impl Server {
             group: gid,
             clients: Vec::new(),
             next_id: 1,
+            paused_until: None,
+            evicted: 0,
+            reported_at: None,
         })
     }
 
@@ -145,39 +157,67 @@ impl Server {
         &self.path
     }
 
-    /// What to poll: the listener (for reading), then each client (reading or writing).
-    pub fn fds(&self) -> Vec<(Option<u64>, BorrowedFd<'_>, bool)> {
-        let mut fds = vec![(None, self.listener.as_fd(), false)];
+    /// What to poll, and for what: the listener (unless it rests, or every client
+    /// is busy being answered), then each client (reading or writing).
+    pub fn fds(&self, now: Instant) -> Vec<(Option<u64>, BorrowedFd<'_>, PollFlags)> {
+        let resting = self.paused_until.is_some_and(|until| now < until)
+            || (self.clients.len() >= MAX_CLIENTS
+                && self.clients.iter().all(|c| c.phase != Phase::Reading));
+        let listen = if resting {
+            PollFlags::empty()
+        } else {
+            PollFlags::POLLIN
+        };
+        let mut fds = vec![(None, self.listener.as_fd(), listen)];
         for client in &self.clients {
-            match client.phase {
-                Phase::Reading => fds.push((Some(client.id), client.stream.as_fd(), false)),
-                Phase::Writing => fds.push((Some(client.id), client.stream.as_fd(), true)),
+            let flags = match client.phase {
+                Phase::Reading => PollFlags::POLLIN,
+                Phase::Writing => PollFlags::POLLOUT,
                 // Polled for hang-ups only: a client waiting for a run may go away.
-                Phase::Working => fds.push((Some(client.id), client.stream.as_fd(), false)),
-            }
+                Phase::Working => PollFlags::POLLIN,
+            };
+            fds.push((Some(client.id), client.stream.as_fd(), flags));
         }
         fds
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.clients.iter().filter_map(|c| c.deadline).min()
+        self.clients
+            .iter()
+            .filter_map(|c| c.deadline)
+            .chain(self.paused_until)
+            .min()
     }
 
     /// Accept whoever is waiting to connect; refuse peers who may not control jobd.
     pub fn accept(&mut self, now: Instant) {
         loop {
+            if self.clients.len() >= MAX_CLIENTS && !self.evict_idle() {
+                // Everyone is being answered: the rest wait in the backlog.
+                return;
+            }
             let stream = match self.listener.accept() {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    warn!("control socket: accept failed: {e}");
+                    // Out of file descriptors, most likely: make room by dropping the
+                    // idlest client, or stop accepting for a moment. Returning with the
+                    // connection still queued would wake poll at once, for ever.
+                    if self.evict_idle() {
+                        continue;
+                    }
+                    if self.paused_until.is_none() {
+                        warn!(
+                            "control socket: cannot accept: {e}; pausing for {}ms",
+                            ACCEPT_PAUSE.as_millis()
+                        );
+                    }
+                    self.paused_until = Some(now + ACCEPT_PAUSE);
                     return;
                 }
             };
-            if self.clients.len() >= MAX_CLIENTS {
-                continue;
-            }
+            self.paused_until = None;
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
@@ -198,6 +238,43 @@ impl Server {
                 refused,
             });
         }
+    }
+
+    /// Close the client that has waited longest without sending a whole request: a
+    /// peer holding connections open must not keep jobctl out. False if none is.
+    fn evict_idle(&mut self) -> bool {
+        let idlest = self
+            .clients
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.phase == Phase::Reading)
+            .min_by_key(|(_, c)| c.id)
+            .map(|(index, _)| index);
+        let Some(index) = idlest else {
+            return false;
+        };
+        self.clients.swap_remove(index);
+        self.evicted += 1;
+        true
+    }
+
+    /// Log how many idle clients were closed to make room, at most every 10 s: a
+    /// flood of connections must not become a flood of log lines.
+    pub fn report_evicted(&mut self, now: Instant) {
+        if self.evicted == 0
+            || self
+                .reported_at
+                .is_some_and(|at| now < at + EVICTION_REPORT)
+        {
+            return;
+        }
+        warn!(
+            "control socket: closed {} idle connection{} to make room for new ones",
+            self.evicted,
+            if self.evicted == 1 { "" } else { "s" }
+        );
+        self.evicted = 0;
+        self.reported_at = Some(now);
     }
 
     /// Root, jobd's own user, and members of `socket_group`.

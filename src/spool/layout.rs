@@ -109,10 +109,16 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// a hidden temporary file, synced, then renamed. The caller syncs `dir`.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let temporary = dir.join(format!(".{name}.tmp"));
-    let mut file = File::create(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&temporary, dir.join(name))
+    let written = File::create(&temporary).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temporary, dir.join(name))
+    });
+    if written.is_err() {
+        // Half a result must not stay behind (a full disk): the next try starts anew.
+        let _ = fs::remove_file(&temporary);
+    }
+    written
 }
 
 /// Give a folder jobd just made the owner of the folder it was made in, when that

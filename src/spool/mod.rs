@@ -12,7 +12,7 @@ use std::fs;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
@@ -145,7 +145,25 @@ pub struct Spool {
     stopping: bool,
     /// Files moved to `done/` and to `failed/` since jobd started, for the metrics.
     finished: (u64, u64),
+    /// Finished files a full or read-only disk kept from being filed, and when to try
+    /// again.
+    unfiled: Vec<Unfiled>,
+    refile_at: Option<Instant>,
+    /// A claim failed for lack of disk: no file is started before then.
+    blocked_until: Option<Instant>,
 }
+
+/// A finished file still to be moved, with its result, from `from` to `to`.
+#[derive(Debug)]
+struct Unfiled {
+    from: PathBuf,
+    name: String,
+    to: PathBuf,
+    result: SpoolResult,
+}
+
+/// How often jobd tries again to claim or file a spool file when the disk refused.
+const RETRY_DISK: Duration = Duration::from_secs(1);
 
 impl Spool {
     /// Create the layout if missing, check it, and take up what an earlier jobd left:
@@ -185,6 +203,9 @@ impl Spool {
             next_sweep: now,
             stopping: false,
             finished: (0, 0),
+            unfiled: Vec::new(),
+            refile_at: None,
+            blocked_until: None,
         };
         spool.recover(config);
         spool.scan(config);
@@ -491,23 +512,72 @@ impl Spool {
     /// Write the result, then move the file beside it: a crash in between leaves the
     /// file where it was, to be handled again.
     fn finish_file(&mut self, from: &Path, name: &str, to: &Path, result: &SpoolResult) {
-        if to == self.layout.done {
-            self.finished.0 += 1;
-        } else {
-            self.finished.1 += 1;
-        }
-        let outcome = write_atomic(to, &format!("{name}{RESULT_SUFFIX}"), &result.to_json())
-            .and_then(|()| fs::rename(from.join(name), to.join(name)))
-            .and_then(|()| sync_dir(to))
-            .and_then(|()| sync_dir(from));
-        if let Err(e) = outcome {
+        let unfiled = Unfiled {
+            from: from.to_path_buf(),
+            name: name.to_string(),
+            to: to.to_path_buf(),
+            result: result.clone(),
+        };
+        if let Err(e) = self.file_away(&unfiled) {
+            // A full or read-only disk: the file stays where it is and is filed once
+            // the disk takes it, rather than forgotten (and run again at restart).
             error!(
-                "spool: cannot move {} to {}: {e}",
+                "spool: cannot move {} to {}: {e}; trying again every {}s",
+                name.escape_debug(),
+                to.display(),
+                RETRY_DISK.as_secs()
+            );
+            self.unfiled.push(unfiled);
+        }
+    }
+
+    /// Write the result, then move the file beside it.
+    fn file_away(&mut self, file: &Unfiled) -> std::io::Result<()> {
+        let Unfiled {
+            from,
+            name,
+            to,
+            result,
+        } = file;
+        write_atomic(to, &format!("{name}{RESULT_SUFFIX}"), &result.to_json())?;
+        match fs::rename(from.join(name), to.join(name)) {
+            Ok(()) => {}
+            // Taken away meanwhile: its result stays, for whoever looks.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        if let Err(e) = sync_dir(to).and_then(|()| sync_dir(from)) {
+            warn!(
+                "spool: moved {} to {}, but the move may not survive a power loss: {e}",
                 name.escape_debug(),
                 to.display()
             );
         }
         let _ = fs::remove_file(self.layout.running.join(format!("{name}{RESULT_SUFFIX}")));
+        if *to == self.layout.done {
+            self.finished.0 += 1;
+        } else {
+            self.finished.1 += 1;
+        }
+        Ok(())
+    }
+
+    /// Try again to file what a full or read-only disk held back.
+    fn refile(&mut self, now: Instant) {
+        if self.unfiled.is_empty() || self.refile_at.is_some_and(|at| now < at) {
+            return;
+        }
+        let pending = std::mem::take(&mut self.unfiled);
+        let mut failed = Vec::new();
+        for file in pending {
+            if self.file_away(&file).is_err() {
+                failed.push(file);
+            } else {
+                info!("spool: filed {} at last", file.name.escape_debug());
+            }
+        }
+        self.unfiled = failed;
+        self.refile_at = (!self.unfiled.is_empty()).then(|| now + RETRY_DISK);
     }
 
     /// When a delayed file is next due, for the wall-clock timer.
@@ -519,14 +589,23 @@ impl Spool {
     pub fn next_deadline(&self) -> Option<Instant> {
         let retry = self.retrying.keys().next().map(|(at, _)| *at);
         let created = self.created.values().min().copied();
-        [retry, created, Some(self.next_sweep)]
-            .into_iter()
-            .flatten()
-            .min()
+        let refile =
+            (!self.unfiled.is_empty()).then(|| self.refile_at.unwrap_or_else(Instant::now));
+        [
+            retry,
+            created,
+            refile,
+            self.blocked_until,
+            Some(self.next_sweep),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Move what has come due into the ready queue; clean up old results.
     pub fn tick(&mut self, now: DateTime<Utc>, mono: Instant, config: &Config) {
+        self.refile(mono);
         while let Some(entry) = self.delayed.first_entry() {
             if entry.key().0 > now {
                 break;
@@ -562,8 +641,14 @@ impl Spool {
         if self.stopping {
             return;
         }
+        if self.blocked_until.is_some_and(|until| now < until) {
+            return;
+        }
         let mut index = 0;
-        while self.running.len() < config.spool.workers as usize && index < self.ready.len() {
+        while self.running.len() < config.spool.workers as usize
+            && index < self.ready.len()
+            && self.blocked_until.is_none_or(|until| now >= until)
+        {
             let task_name = self.ready[index].request.task.clone();
             let Some(task) = config.task(&task_name) else {
                 let item = self.ready.remove(index).expect("index is in range");
@@ -601,17 +686,43 @@ impl Spool {
 
     fn start(&mut self, mut item: Item, task: &Task, supervisor: &mut Supervisor, now: Instant) {
         if !item.claimed {
-            let claimed = fs::rename(
+            let renamed = fs::rename(
                 self.layout.new.join(&item.name),
                 self.layout.running.join(&item.name),
-            )
-            .and_then(|()| sync_dir(&self.layout.running))
-            .and_then(|()| sync_dir(&self.layout.new));
+            );
+            match renamed {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // Gone from new/ (taken away by its writer): nothing left to run.
+                    warn!("spool: cannot claim {}: {e}", item.name.escape_debug());
+                    self.seen.remove(&item.name);
+                    return;
+                }
+                Err(e) => {
+                    // A full or read-only disk: the file waits in new/, first in line,
+                    // and claiming is tried again in a moment.
+                    if self.blocked_until.is_none() {
+                        error!(
+                            "spool: cannot claim {}: {e}; trying again every {}s",
+                            item.name.escape_debug(),
+                            RETRY_DISK.as_secs()
+                        );
+                    }
+                    self.blocked_until = Some(now + RETRY_DISK);
+                    self.ready.push_front(item);
+                    return;
+                }
+            }
+            if self.blocked_until.take().is_some() {
+                info!("spool: claiming files works again");
+            }
             self.seen.remove(&item.name);
-            if let Err(e) = claimed {
-                // Gone from new/ (taken away by its writer): nothing left to run.
-                warn!("spool: cannot claim {}: {e}", item.name.escape_debug());
-                return;
+            if let Err(e) = sync_dir(&self.layout.running).and_then(|()| sync_dir(&self.layout.new))
+            {
+                warn!(
+                    "spool: claimed {}, but the claim may not survive a power loss: {e}",
+                    item.name.escape_debug()
+                );
             }
             item.claimed = true;
         }
@@ -726,7 +837,8 @@ impl Spool {
         (
             self.ready.len(),
             self.delayed.len(),
-            self.running.len(),
+            // Files held back by a full disk are still in running/.
+            self.running.len() + self.unfiled.len(),
             self.retrying.len(),
         )
     }

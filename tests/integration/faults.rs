@@ -989,7 +989,6 @@ fn a_full_state_directory_is_logged_and_the_history_recovers() {
 /// (5a) The run recorded first after the disk had room again must be readable: a write
 /// cut short by the full disk must not swallow it.
 #[test]
-#[ignore = "bug: History::write appends after a short write without ending the torn line, so the first record written after space returns is glued to it and lost"]
 fn the_first_run_recorded_after_a_full_disk_is_readable() {
     let Some(full) = fill_and_free_the_state_directory() else {
         return;
@@ -1035,7 +1034,6 @@ fn a_read_only_state_directory_is_logged_and_the_history_recovers() {
 /// full: its result cannot be written. Once space returns it must still end in done/,
 /// without waiting for a restart, and must not run again.
 #[test]
-#[ignore = "bug: Spool::finish_file logs the failed write and forgets the file, which stays in running/ until a restart runs it again"]
 fn a_spool_file_finished_on_a_full_disk_is_filed_once_space_returns() {
     let dir = Dir::new(DISK);
     let state = dir.join("state");
@@ -1112,7 +1110,6 @@ fn a_spool_file_finished_on_a_full_disk_is_filed_once_space_returns() {
 /// claim it (move it to running/). Once the directory is writable again the file must
 /// run, without waiting for a restart.
 #[test]
-#[ignore = "bug: Spool::start drops a file it cannot claim (rename into running/ fails), which then stays in new/ until a restart"]
 fn a_spool_file_due_on_a_read_only_disk_runs_once_it_is_writable() {
     let dir = Dir::new(DISK);
     let state = dir.join("state");
