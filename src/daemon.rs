@@ -199,16 +199,23 @@ impl Daemon {
             self.server.report_evicted(now);
             self.tell_systemd(now);
             self.spool.tick(Utc::now(), now, &self.config);
-            self.spool.dispatch(&mut self.supervisor, &self.config, now);
-            for ended in self.supervisor.take_unstarted() {
-                self.on_ended(ended);
+            // A file that could not start frees its worker at once: dispatch again
+            // until every start has been tried.
+            loop {
+                self.spool.dispatch(&mut self.supervisor, &self.config, now);
+                let unstarted = self.supervisor.take_unstarted();
+                if unstarted.is_empty() {
+                    break;
+                }
+                for ended in unstarted {
+                    self.on_ended(ended);
+                }
             }
             self.write_metrics(now);
             self.arm()?;
             if self.advance_shutdown(now) {
                 // The last runs' ends, whatever the once-a-second limit says.
                 if let Some(file) = &mut self.metrics_file {
-                    file.changed();
                     file.allow_now();
                 }
                 self.write_metrics(now);
@@ -378,8 +385,11 @@ impl Daemon {
                 warn!(
                     "{}: overdue: no success for {} (alert_after)",
                     alert.job,
-                    crate::duration::format((wall - alert.since).to_std().unwrap_or_default())
+                    crate::duration::format(Duration::from_secs(
+                        (wall - alert.since).num_seconds().max(0) as u64
+                    ))
                 );
+                self.metrics.became_overdue();
                 self.failed(Failure::overdue(&alert.job, alert.since, wall), false);
             }
         }
@@ -404,15 +414,12 @@ impl Daemon {
         let record = &ended.record;
         let failed_for_good = match &ended.origin {
             Origin::Spool(file) => self.spool.ended(file, record, &self.config, Instant::now()),
-            Origin::Job => !record.outcome.success(),
+            Origin::Job => !record.outcome.success() && !ended.stopped_by_policy,
             // A hook's failure is logged, and never runs another hook.
             Origin::Hook(_) => false,
         };
         if !matches!(ended.origin, Origin::Hook(_)) {
             self.metrics.ended(record);
-            if let Some(file) = &mut self.metrics_file {
-                file.changed();
-            }
         }
         if ended.origin == Origin::Job && record.outcome.success() {
             self.watch.succeeded(&record.job, record.ended_at);
@@ -451,19 +458,25 @@ impl Daemon {
         };
         let Some(hook) = hook else { return };
         let name = failure.job.clone();
-        let verdict = self
-            .limiter
-            .failed(&name, hook.repeat_after, limit, failure.at);
+        // One hook per job at a time, whatever repeat_after says: a job failing
+        // every few milliseconds must not start thousands of them.
+        let verdict = if self.supervisor.hook_running(&name) {
+            self.limiter.suppress(&name)
+        } else {
+            self.limiter
+                .failed(&name, hook.repeat_after, limit, failure.at)
+        };
         let Verdict::Run { suppressed } = verdict else {
             info!(
-                "{name}: on_failure not run: it ran less than {} ago (repeat_after); counted",
+                "{name}: on_failure not run: one is running, or one ran less than {} ago \
+                 (repeat_after); counted",
                 crate::duration::format(hook.repeat_after)
             );
             self.metrics.hook(&name, false);
             return;
         };
         self.metrics.hook(&name, true);
-        let spec = hooks::spec(hook, run);
+        let spec = hooks::spec(hook, run, self.config.dir());
         let vars = failure.vars(suppressed);
         let stdin = failure.stdin();
         let run_name = hooks::run_name(&name);
@@ -489,12 +502,17 @@ impl Daemon {
         let Some(file) = &mut self.metrics_file else {
             return;
         };
+        if self.metrics.version() != file.version() {
+            file.changed(self.metrics.version());
+        }
         if !file.due(now) {
             return;
         }
+        // Counted only when the file is written anyway: they never wake jobd.
         for (job, count) in self.plan.passed_disabled(Utc::now()) {
             self.metrics.skipped(&job, Skip::Disabled, count);
         }
+        file.changed(self.metrics.version());
         let (queued, delayed, running, retrying) = self.spool.counts();
         let (done_total, failed_total) = self.spool.finished();
         let counts = SpoolCounts {
@@ -601,6 +619,10 @@ impl Daemon {
         };
         let mut answer = answer::reload_diff(&self.config, &config);
         if dry_run {
+            // What `apply` would refuse, a dry run refuses too.
+            if let Err(err) = Spool::check(&config) {
+                return Ok(refused(err.to_string()));
+            }
             return Ok(answer);
         }
         // Between RELOADING=1 and READY=1 systemd holds other reloads back.
@@ -640,6 +662,10 @@ impl Daemon {
             }
         }
         if config.metrics_file != self.config.metrics_file {
+            // node_exporter would go on reading the old file's last values.
+            if let Some(old) = &self.metrics_file {
+                let _ = std::fs::remove_file(old.path());
+            }
             self.metrics_file = config.metrics_file.clone().map(MetricsFile::new);
         }
         info!(
@@ -662,9 +688,6 @@ impl Daemon {
 
     fn reloaded(&mut self, applied: bool) {
         self.metrics.reloaded(applied);
-        if let Some(file) = &mut self.metrics_file {
-            file.changed();
-        }
     }
 
     /// A request from jobctl. Most are answered at once; `run --wait` when the run ends.
@@ -673,9 +696,7 @@ impl Daemon {
         let body = match incoming.request.command {
             Command::Status => Body::Status(self.status()),
             Command::History { job, limit } => match job {
-                Some(name)
-                    if self.config.job(&name).is_none() && self.config.task(&name).is_none() =>
-                {
+                Some(name) if !self.knows(&name) => {
                     error_body(answer::unknown_job(&self.config, &name))
                 }
                 job => Body::History {
@@ -704,6 +725,13 @@ impl Daemon {
         };
         self.server.respond(incoming.client, body, now);
         Ok(())
+    }
+
+    /// Whether `name` is a job's or task's, or their hook's, for `jobctl history`.
+    fn knows(&self, name: &str) -> bool {
+        let known =
+            |name: &str| self.config.job(name).is_some() || self.config.task(name).is_some();
+        known(name) || name.strip_suffix(hooks::RUN_SUFFIX).is_some_and(known)
     }
 
     /// `jobctl run JOB`: an instant of the job, now, under its overlap policy.
@@ -784,6 +812,7 @@ impl Daemon {
                 self.supervisor.forget_pending();
                 self.spool.stop();
                 self.plan = Plan::default();
+                self.watch = Watch::default();
                 self.phase = Phase::Draining {
                     until: now + grace,
                     signals: 1,

@@ -2,6 +2,7 @@
 //! rate-limited and counted), and what the hook is told about it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -85,18 +86,26 @@ impl Failure {
 }
 
 /// The process a hook runs: its own command and timeout, with the job's workdir, env,
-/// user and kill_grace.
-pub fn spec(hook: &Hook, job: &RunSpec) -> RunSpec {
+/// user and kill_grace; in `fallback` (the jobfile's folder) when the job's workdir is
+/// missing, or a job failing for that reason could not be reported.
+pub fn spec(hook: &Hook, job: &RunSpec, fallback: &Path) -> RunSpec {
     RunSpec {
         command: hook.command.clone(),
         timeout: Some(hook.timeout),
+        workdir: if job.workdir.is_dir() {
+            job.workdir.clone()
+        } else {
+            fallback.to_path_buf()
+        },
         ..job.clone()
     }
 }
 
-/// The name a hook's runs go by, in logs and the history.
+/// What a job's name becomes for its hook's runs, in logs and the history.
+pub const RUN_SUFFIX: &str = ".on_failure";
+
 pub fn run_name(job: &str) -> String {
-    format!("{job}.on_failure")
+    format!("{job}{RUN_SUFFIX}")
 }
 
 /// What to do with a failure.
@@ -141,6 +150,13 @@ impl Limiter {
         let suppressed = std::mem::take(&mut entry.suppressed);
         entry.last = Some(now);
         Verdict::Run { suppressed }
+    }
+
+    /// A failure of `job` that runs no hook for another reason (one is still
+    /// running): counted for the next hook.
+    pub fn suppress(&mut self, job: &str) -> Verdict {
+        self.jobs.entry(job.to_string()).or_default().suppressed += 1;
+        Verdict::Suppress
     }
 }
 

@@ -71,6 +71,8 @@ pub struct Metrics {
     jobs: BTreeMap<String, JobMetrics>,
     /// Reloads applied, and refused.
     reloads: (u64, u64),
+    /// Counts every change, so that the file knows when it is behind.
+    version: u64,
 }
 
 impl Metrics {
@@ -79,10 +81,21 @@ impl Metrics {
             started,
             jobs: BTreeMap::new(),
             reloads: (0, 0),
+            version: 0,
         }
     }
 
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// A job became overdue: nothing is counted, but `jobd_job_overdue` changed.
+    pub fn became_overdue(&mut self) {
+        self.version += 1;
+    }
+
     fn job(&mut self, name: &str) -> &mut JobMetrics {
+        self.version += 1;
         if !self.jobs.contains_key(name) {
             self.jobs.insert(name.to_string(), JobMetrics::default());
         }
@@ -132,6 +145,7 @@ impl Metrics {
     }
 
     pub fn reloaded(&mut self, applied: bool) {
+        self.version += 1;
         if applied {
             self.reloads.0 += 1;
         } else {
@@ -341,6 +355,8 @@ fn escape(value: &str) -> String {
 pub struct MetricsFile {
     path: PathBuf,
     changed: bool,
+    /// The version of the counters the file holds, or is about to.
+    version: u64,
     last_write: Option<Instant>,
     /// Set while writing fails, so the error is logged once.
     failing: bool,
@@ -353,6 +369,7 @@ impl MetricsFile {
         MetricsFile {
             path,
             changed: true,
+            version: 0,
             last_write: None,
             failing: false,
         }
@@ -362,7 +379,13 @@ impl MetricsFile {
         &self.path
     }
 
-    pub fn changed(&mut self) {
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The counters are now at `version`: the file is behind.
+    pub fn changed(&mut self, version: u64) {
+        self.version = version;
         self.changed = true;
     }
 
@@ -491,7 +514,7 @@ mod tests {
         let start = Instant::now();
         file.flush(start, || "one\n".into());
         assert_eq!(std::fs::read_to_string(file.path()).unwrap(), "one\n");
-        file.changed();
+        file.changed(1);
         file.flush(start + Duration::from_millis(500), || "two\n".into());
         assert_eq!(std::fs::read_to_string(file.path()).unwrap(), "one\n");
         assert_eq!(file.next_deadline(), Some(start + MIN_INTERVAL));

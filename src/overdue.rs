@@ -20,7 +20,7 @@ struct Watched {
 
 impl Watched {
     fn deadline(&self) -> DateTime<Utc> {
-        self.since + periods(self.after, self.reported + 1)
+        self.since + periods(self.after, self.reported.saturating_add(1))
     }
 }
 

@@ -99,6 +99,8 @@ pub struct Launch<'a> {
 pub struct Ended {
     pub origin: Origin,
     pub record: RunRecord,
+    /// jobd stopped it by policy (on_overlap: replace, removed_jobs: stop).
+    pub stopped_by_policy: bool,
 }
 
 struct Run {
@@ -116,6 +118,9 @@ struct Run {
     /// When SIGKILL follows a SIGTERM jobd sent.
     kill_at: Option<Instant>,
     timed_out: bool,
+    /// jobd stopped it by policy (on_overlap: replace, removed_jobs: stop): its end is
+    /// no failure of the job's own.
+    stopped_by_policy: bool,
     stdout: Option<Pipe>,
     stderr: Option<Pipe>,
     budget: LogBudget,
@@ -214,6 +219,7 @@ impl Supervisor {
                         oldest.id,
                         utc(instant)
                     );
+                    oldest.stopped_by_policy = true;
                     stop(oldest, now);
                 }
             }
@@ -310,6 +316,7 @@ impl Supervisor {
                     deadline: launch.spec.timeout.map(|t| now + t),
                     kill_at: None,
                     timed_out: false,
+                    stopped_by_policy: false,
                     stdout: Some(Pipe {
                         fd: spawned.stdout,
                         lines: Lines::default(),
@@ -339,10 +346,18 @@ impl Supervisor {
                 self.unstarted.push(Ended {
                     origin: launch.origin,
                     record,
+                    stopped_by_policy: false,
                 });
                 None
             }
         }
+    }
+
+    /// Whether the `on_failure` hook of `job` is running.
+    pub fn hook_running(&self, job: &str) -> bool {
+        self.runs
+            .iter()
+            .any(|run| matches!(&run.origin, Origin::Hook(of) if of == job))
     }
 
     /// The runs that could not start since the last call.
@@ -448,6 +463,7 @@ impl Supervisor {
         Some(Ended {
             origin: run.origin,
             record,
+            stopped_by_policy: run.stopped_by_policy,
         })
     }
 
@@ -518,6 +534,7 @@ impl Supervisor {
             .filter(|run| run.job == job && run.origin == Origin::Job && run.kill_at.is_none())
         {
             info!("{}[{}]: stopping it: {why}", run.job, run.id);
+            run.stopped_by_policy = true;
             stop(run, now);
         }
     }

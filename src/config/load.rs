@@ -94,6 +94,11 @@ pub fn places(text: &str, file: &Path, host: &Host) -> Places {
     if let Some(places) = super::places::scan(text, TOP_KEYS, dir, host) {
         return places;
     }
+    places_thorough(text, dir, host)
+}
+
+/// `places` through the YAML parser.
+pub(super) fn places_thorough(text: &str, dir: &Path, host: &Host) -> Places {
     let mut check = Checker::default();
     let root = yaml::parse(text).unwrap_or(Node {
         value: Value::Null,
@@ -312,7 +317,16 @@ impl Checker {
                 self.wrong_type(key, section, "a name");
                 continue;
             };
-            if !valid_name(name) {
+            if name.ends_with(crate::hooks::RUN_SUFFIX) {
+                self.bad(
+                    key,
+                    section,
+                    format!(
+                        "`{name}`: names ending in `{}` are those of failure hooks' runs",
+                        crate::hooks::RUN_SUFFIX
+                    ),
+                );
+            } else if !valid_name(name) {
                 self.bad(
                     key,
                     section,

@@ -53,13 +53,19 @@ pub(super) fn resolve(
 /// block scalars, a repeated key...): the caller then parses the YAML properly.
 pub(super) fn scan(text: &str, top_keys: &[&str], dir: &Path, host: &Host) -> Option<Places> {
     let mut found: [Option<String>; 3] = [None, None, None];
-    for line in text.lines() {
+    let mut content = false;
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
         let Some(first) = line.chars().next() else {
             continue;
         };
-        if first == ' ' || first == '#' || line.trim().is_empty() || line == "---" {
+        if first == ' ' || first == '#' || line.trim().is_empty() {
             continue;
         }
+        if line == "---" && !content {
+            continue;
+        }
+        content = true;
         let (key, rest) = line.split_once(':')?;
         if !top_keys.contains(&key) {
             return None;
@@ -70,7 +76,11 @@ pub(super) fn scan(text: &str, top_keys: &[&str], dir: &Path, host: &Host) -> Op
             "socket" => 2,
             _ => continue,
         };
-        if found[index].is_some() {
+        // An indented line after it continues the value, or holds it.
+        let continued = lines
+            .peek()
+            .is_some_and(|next| next.starts_with([' ', '\t']) && !next.trim().is_empty());
+        if found[index].is_some() || continued {
             return None;
         }
         found[index] = Some(scalar(rest)?);
@@ -94,32 +104,37 @@ pub(super) fn scan(text: &str, top_keys: &[&str], dir: &Path, host: &Host) -> Op
     ))
 }
 
-/// A one-line scalar after `key:`: plain (up to a ` #` comment), or in quotes without
-/// escapes.
+/// A one-line string after `key:`: plain (up to a ` #` comment), or in quotes without
+/// escapes. `None` for whatever YAML might read otherwise: numbers, null, booleans,
+/// tabs, comments where the value should be.
 fn scalar(rest: &str) -> Option<String> {
-    if !rest.is_empty() && !rest.starts_with([' ', '\t']) {
+    if !rest.starts_with(' ') || rest.contains('\t') {
         return None;
     }
     let value = rest.trim();
-    let value = match value.find(" #") {
-        Some(at) if !value.starts_with(['"', '\'']) => value[..at].trim_end(),
-        _ => value,
-    };
     for quote in ['"', '\''] {
         if let Some(inner) = value.strip_prefix(quote) {
             let (inner, after) = inner.split_once(quote)?;
-            let after = after.trim();
-            if inner.contains('\\') || !(after.is_empty() || after.starts_with('#')) {
+            let comment =
+                after.is_empty() || (after.starts_with(' ') && after.trim_start().starts_with('#'));
+            if inner.contains('\\') || inner.contains(quote) || !comment {
                 return None;
             }
             return Some(inner.to_string());
         }
     }
-    let special = |c: char| "&*!|>{}[]%@`,".contains(c);
+    let value = match value.find(" #") {
+        Some(at) => value[..at].trim_end(),
+        None => value,
+    };
+    let special = |c: char| "#&*!|>{}[]%@`,+-.~0123456789".contains(c);
+    let lower = value.to_ascii_lowercase();
     if value.is_empty()
         || value.starts_with(special)
+        || value.ends_with(':')
         || value.contains(": ")
         || value.contains(['"', '\''])
+        || ["null", "true", "false"].contains(&lower.as_str())
     {
         return None;
     }
@@ -171,35 +186,46 @@ mod tests {
         }
     }
 
+    /// Wherever the scan answers, it answers what the parser would.
     #[test]
     fn the_scan_agrees_with_the_parser() {
         let dir = Path::new("/app");
-        for text in [
+        let texts = [
             "timezone: UTC\nsocket: /run/jobd/jobd.sock\nstate_dir: /var/lib/jobd\njobs: {}\n",
             "state_dir: state # here\njobs:\n  a:\n    every: 1s\n    command: [x]\n",
             "socket: 'a b.sock'\n",
-        ] {
-            let quick = scan(text, TOP, dir, &host()).unwrap();
-            let mut check = super::super::checker::Checker::default();
-            let root = crate::yaml::parse(text).unwrap();
-            let top = check
-                .fields(
-                    &root,
-                    "the jobfile",
-                    &["timezone", "state_dir", "socket", "jobs"],
-                )
-                .unwrap();
-            let timezone = top.get("timezone").map(|_| Tz::UTC);
-            let path = |key: &str| {
-                top.get(key).map(|n| {
-                    let crate::yaml::Value::Str(s) = &n.value else {
-                        panic!()
-                    };
-                    dir.join(s)
-                })
-            };
-            let thorough = resolve(timezone, path("state_dir"), path("socket"), dir, &host());
-            assert_eq!(quick, thorough, "{text:?}");
+            "---\nsocket: /s\n",
+            "socket: # where jobctl finds jobd\n  /run/jobd.sock\n",
+            "state_dir: /var/lib/jobd\t# tab comment\n",
+            "state_dir: /var/lib\n  jobd-data\n",
+            "state_dir: 0x10\n",
+            "state_dir: +12\n",
+            "state_dir: 0o17\n",
+            "state_dir: 12\n",
+            "state_dir: ~\n",
+            "state_dir: null\n",
+            "state_dir: True\n",
+            "state_dir: 1.5\n",
+            "state_dir: .hidden\n",
+            "state_dir: /x:\n",
+            "state_dir: \"/x\"#c\n",
+            "state_dir: \"/x\" # c\n",
+            "state_dir: '/it''s'\n",
+            "socket: /s\n---\nsocket: /t\n",
+            "socket: /s\n...\n",
+            "timezone: Europe/Amsterdam\nstate_dir: s\n\n# end\n",
+            "socket: /a#b\n",
+            "socket:  /two spaces\n",
+        ];
+        for text in texts {
+            let thorough = super::super::load::places_thorough(text, dir, &host());
+            if let Some(quick) = scan(text, TOP, dir, &host()) {
+                assert_eq!(quick, thorough, "{text:?}");
+            }
+        }
+        // The plain forms are answered by the scan itself.
+        for text in &texts[..3] {
+            assert!(scan(text, TOP, dir, &host()).is_some(), "{text:?}");
         }
     }
 }

@@ -213,6 +213,11 @@ impl Spool {
     }
 
     /// Take on a reloaded jobfile's spool settings (the folder itself stays).
+    /// What `reload` would refuse in `config`, without applying it.
+    pub fn check(config: &Config) -> Result<(), SpoolError> {
+        Allowed::resolve(config).map(|_| ())
+    }
+
     pub fn reload(&mut self, config: &Config) -> Result<(), SpoolError> {
         if config.spool.dir != self.layout.root {
             warn!(

@@ -322,3 +322,93 @@ tasks:
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
+
+#[test]
+fn the_metrics_file_follows_overdue_jobs_and_hooks_while_jobd_runs() {
+    let dir = hooked(&format!(
+        r#"
+timezone: UTC
+shutdown_grace: 2s
+metrics_file: jobd.prom
+jobs:
+  watched:
+    schedule: "@yearly"
+    command: ["true"]
+    alert_after: 1s
+    on_failure: {HOOK}
+"#
+    ));
+    let mut jobd = dir.start(&[]);
+    let prom = dir.join("jobd.prom");
+    let overdue = r#"jobd_job_overdue{job="watched"}"#;
+    let hooks = r#"jobd_failure_hooks_total{job="watched",result="run"}"#;
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let metrics = if prom.exists() {
+                parse_metrics(&prom)
+            } else {
+                HashMap::new()
+            };
+            metrics.get(overdue) == Some(&1.0) && metrics.get(hooks).is_some_and(|n| *n >= 1.0)
+        }),
+        "{}",
+        fs::read_to_string(&prom).unwrap_or_default()
+    );
+    jobd.stop();
+}
+
+/// CPU time (user + system) jobd has used, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn jobs_stopped_by_jobd_run_no_hook_and_a_draining_jobd_with_alert_after_sleeps() {
+    let dir = hooked(&format!(
+        r#"
+timezone: UTC
+shutdown_grace: 10s
+jobs:
+  replaced:
+    every: 500ms
+    command: [sleep, "5"]
+    on_overlap: replace
+    kill_grace: 1s
+    on_failure: {HOOK}
+  watched:
+    schedule: "@yearly"
+    command: ["true"]
+    alert_after: 1s
+  long:
+    every: 1h
+    command: [sleep, "5"]
+"#
+    ));
+    let mut jobd = dir.start(&[]);
+    assert!(eventually(Duration::from_secs(20), || {
+        jobd.log().matches("(on_overlap: replace)").count() >= 3
+    }));
+    dir.jobctl(&["run", "long"]).code(0);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        hook_files(&dir).is_empty(),
+        "a run jobd replaced ran the hook:\n{}",
+        jobd.log()
+    );
+    // Draining for `long`, well past `watched`'s alert_after: jobd must sleep.
+    jobd.signal(nix::sys::signal::Signal::SIGTERM);
+    jobd.wait_log("shutting down", Duration::from_secs(10));
+    let pid = jobd.pid().as_raw();
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(pid) - before;
+    assert!(used < 50, "jobd used {used} ticks in 2 s while draining");
+    jobd.stop();
+}

@@ -424,3 +424,24 @@ fn done_keeps_at_most_keep_done_files_and_failed_keeps_all() {
         "failed/ is kept whole by default"
     );
 }
+
+#[test]
+fn a_file_that_cannot_start_frees_its_worker_at_once() {
+    let dir = Dir::new(
+        "timezone: UTC\nshutdown_grace: 2s\nspool:\n  workers: 1\ntasks:\n  \
+         broken:\n    command: [\"true\"]\n    workdir: /nonexistent-jobd-dir\n  \
+         good:\n    command: 'echo ran >> good.out'\n",
+    );
+    let mut jobd = dir.start(&[]);
+    jobd.wait_log("started", Duration::from_secs(10));
+    for i in 0..5 {
+        dir.drop_file(&format!("broken-{i}.json"), br#"{"task": "broken"}"#);
+    }
+    dir.drop_file("good.json", br#"{"task": "good"}"#);
+    // Nothing else wakes jobd: the good file must not wait for the minute's sweep.
+    dir.wait_spool("done", 1, Duration::from_secs(10), &jobd);
+    dir.wait_spool("failed", 5, Duration::from_secs(10), &jobd);
+    let reason = dir.result("failed", "broken-0.json")["reason"].to_string();
+    assert!(reason.contains("workdir"), "{reason}");
+    jobd.stop();
+}
