@@ -14,6 +14,7 @@ pub mod hooks;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod orphans;
 pub mod output;
 pub mod overdue;
 pub mod process;

@@ -264,6 +264,7 @@ impl Spool {
                             .filter(|a| a.ended_at.is_none())
                         {
                             attempt.error = Some("jobd stopped while it ran".to_string());
+                            stop_leftovers(&name, &attempt.run_id, config, &item);
                         }
                         item.result.attempts = progress.attempts;
                         // The file's ctime in running/ is when it was claimed; the
@@ -963,4 +964,31 @@ fn printable(text: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A jobd killed outright leaves the attempt it was running behind, alive: stop it
+/// before the file runs again, so that the two never run at the same time.
+fn stop_leftovers(name: &str, run_id: &str, config: &Config, item: &Item) {
+    let leftovers = crate::orphans::of_run(run_id);
+    if leftovers.is_empty() {
+        return;
+    }
+    let grace = config
+        .task(&item.request.task)
+        .map_or(crate::config::DEFAULT_KILL_GRACE, |task| {
+            task.run.kill_grace
+        })
+        // It blocks the start: a task's long kill_grace is not worth waiting out here.
+        .min(crate::config::DEFAULT_KILL_GRACE);
+    warn!(
+        "spool: the interrupted attempt of {} (run {run_id}) is still running as pid {}; \
+         stopping it before running the file again",
+        name.escape_debug(),
+        leftovers
+            .iter()
+            .map(|pid| pid.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    crate::orphans::stop(&leftovers, grace);
 }

@@ -336,8 +336,8 @@ fn tail(log: &str, n: usize) -> String {
 }
 
 /// (1b) After a SIGKILL the running child lives on, re-parented away from jobd. The next
-/// jobd must start, run the file again (attempt 2) and finish it, and must not take the
-/// old child for one of its own. Reported: whether both executions overlapped.
+/// jobd must stop it (found by its JOBD_RUN_ID) before it runs the file again (attempt
+/// 2), so the two never overlap, and must not take the old child for one of its own.
 #[test]
 fn a_killed_jobds_child_still_running_does_not_confuse_the_next_jobd() {
     let dir = Dir::new(
@@ -385,8 +385,16 @@ tasks:
     let attempts = result["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 2, "{result}");
     assert_eq!(attempts[0]["error"], "jobd stopped while it ran");
-    // The old child ends by itself; it was never the new jobd's to reap.
-    assert!(eventually(Duration::from_secs(10), || !alive(old)));
+    assert!(!alive(old), "the old attempt was stopped first");
+    assert!(
+        !marker.overlapped,
+        "the attempts overlapped: {marker:?}\n{}",
+        jobd.log()
+    );
+    assert!(
+        jobd.log()
+            .contains("stopping it before running the file again")
+    );
     let before_tick = dir.lines("tick.out").len();
     assert!(eventually(Duration::from_secs(10), || dir
         .lines("tick.out")
