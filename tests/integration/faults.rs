@@ -409,9 +409,13 @@ tasks:
     assert_nothing_left(&mark, Duration::from_secs(5));
     let lines = dir.lines("marker");
     eprintln!(
-        "child of a killed jobd: the next jobd re-ran the file as attempt 2 {} the old child (pid {old}) was still running; \
+        "child of a killed jobd: the next jobd re-ran the file as attempt 2 {} the old child (pid {old}); \
          the old child {} (marker: {lines:?})",
-        if marker.overlapped { "while" } else { "after" },
+        if marker.overlapped {
+            "while it ran beside"
+        } else {
+            "after stopping"
+        },
         if lines.iter().any(|l| l == &format!("after {old}")) {
             "survived writing to its closed stdout"
         } else if lines.iter().any(|l| l == &format!("end {old}")) {
