@@ -779,6 +779,20 @@ impl Daemon {
         Status {
             daemon: Some(answer::daemon_info(&self.config, self.started_at)),
             reload_error: self.reload_error.clone(),
+            problems: self
+                .supervisor
+                .history()
+                .problem()
+                .map(str::to_string)
+                .into_iter()
+                .chain(self.spool.problems())
+                .chain(
+                    self.metrics_file
+                        .as_ref()
+                        .and_then(MetricsFile::problem)
+                        .map(str::to_string),
+                )
+                .collect(),
             jobs: answer::jobs(
                 &self.config,
                 Some(&self.plan),

@@ -360,6 +360,7 @@ pub struct MetricsFile {
     last_write: Option<Instant>,
     /// Set while writing fails, so the error is logged once.
     failing: bool,
+    error: Option<String>,
 }
 
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -372,7 +373,13 @@ impl MetricsFile {
             version: 0,
             last_write: None,
             failing: false,
+            error: None,
         }
+    }
+
+    /// Why the file could not be written the last time, if it could not.
+    pub fn problem(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 
     pub fn path(&self) -> &Path {
@@ -416,7 +423,12 @@ impl MetricsFile {
         }
         self.changed = false;
         self.last_write = Some(now);
-        match write_atomic(&self.path, &text()) {
+        let written = write_atomic(&self.path, &text());
+        self.error = written
+            .as_ref()
+            .err()
+            .map(|e| format!("cannot write the metrics file {}: {e}", self.path.display()));
+        match written {
             Ok(()) if self.failing => {
                 self.failing = false;
                 info!("metrics: writing {} works again", self.path.display());

@@ -167,6 +167,9 @@ pub fn status(status: &Status, style: &Style) -> String {
             let _ = writeln!(out, "  {line}");
         }
     }
+    for problem in &status.problems {
+        let _ = writeln!(out, "{}", style.red(&format!("PROBLEM: {problem}")));
+    }
     out.push('\n');
     let mut rows = vec![
         ["JOB", "SCHEDULE", "NEXT", "LAST", "RESULT", "RUNNING"]

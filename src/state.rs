@@ -29,6 +29,8 @@ pub struct History {
     bytes: u64,
     /// Set while writing fails (a full or read-only disk), so the error is logged once.
     failing: bool,
+    /// The error of the last failed write, while writing fails.
+    error: Option<String>,
     /// The file may end in a torn line (a write cut short, a crash mid-write): the
     /// next record starts on a line of its own, so the two are not read as one.
     torn: bool,
@@ -98,6 +100,10 @@ impl History {
             .and_then(|mut file| file.write_all(text.as_bytes()));
         // A failed write may have left part of the line behind.
         self.torn = written.is_err();
+        self.error = written
+            .as_ref()
+            .err()
+            .map(|e| format!("cannot write the run history to {}: {e}", path.display()));
         match written {
             Ok(()) => {
                 self.bytes += text.len() as u64;
@@ -140,6 +146,11 @@ impl History {
             Ok(()) => self.bytes = text.len() as u64,
             Err(e) => error!("cannot compact the run history {}: {e}", path.display()),
         }
+    }
+
+    /// Why the history cannot be written now, if it cannot.
+    pub fn problem(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 
     /// The runs of one job, oldest first.

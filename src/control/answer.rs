@@ -50,6 +50,7 @@ pub fn offline_status(config: &Config) -> Status {
     Status {
         daemon: None,
         reload_error: None,
+        problems: Vec::new(),
         jobs: jobs(config, None, &history, |_| 0, |_| false),
         spool: None,
     }

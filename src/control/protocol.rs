@@ -67,6 +67,10 @@ pub struct Status {
     pub daemon: Option<DaemonInfo>,
     /// The last reload that failed, while its error stands.
     pub reload_error: Option<String>,
+    /// What jobd cannot do right now (write its history, file spool results...), in
+    /// words; empty when all is well.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
     pub jobs: Vec<JobStatus>,
     pub spool: Option<SpoolStatus>,
 }

@@ -849,6 +849,25 @@ impl Spool {
         )
     }
 
+    /// What the disk keeps the spool from doing now, in words.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.blocked_until.is_some() {
+            problems.push(format!(
+                "spool: cannot claim files in {} (see the log); retrying",
+                self.layout.new.display()
+            ));
+        }
+        if !self.unfiled.is_empty() {
+            problems.push(format!(
+                "spool: {} finished file{} cannot be moved out of running/ (see the log); retrying",
+                self.unfiled.len(),
+                if self.unfiled.len() == 1 { "" } else { "s" }
+            ));
+        }
+        problems
+    }
+
     /// Files moved to `done/` and to `failed/` since jobd started.
     pub fn finished(&self) -> (u64, u64) {
         self.finished

@@ -980,6 +980,10 @@ fn a_full_state_directory_is_logged_and_the_history_recovers() {
     let Some(full) = fill_and_free_the_state_directory() else {
         return;
     };
+    assert!(
+        full.status_says,
+        "jobctl status does not say the history cannot be written"
+    );
     eprintln!(
         "full state dir: error logged once, jobs went on, history written again; `jobctl status` {} it; \
          damaged history lines: {}; the first record written after space returned ({}) is {}",
