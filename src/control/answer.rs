@@ -7,7 +7,6 @@ use crate::config::{Config, Job, RunSpec, Task};
 use crate::scheduler::Plan;
 use crate::state::History;
 use crate::supervisor::child_time;
-use crate::yaml::Pos;
 
 /// `jobctl status`: every job with its next and last run; the overdue and failing
 /// ones first, the rest in jobfile order.
@@ -116,15 +115,10 @@ pub fn reload_diff(old: &Config, new: &Config) -> ReloadAnswer {
         removed: Vec::new(),
         changed: Vec::new(),
     };
-    // Where an entry stands in the file is no change to it.
-    let unplaced = |job: &Job| Job {
-        pos: Pos::default(),
-        ..job.clone()
-    };
     for job in &new.jobs {
         match old.job(&job.name) {
             None => answer.added.push(format!("job {}", job.name)),
-            Some(before) if unplaced(before) != unplaced(job) => {
+            Some(before) if !same_job(before, job) => {
                 answer
                     .changed
                     .push(format!("job {} ({})", job.name, job_changes(before, job)))
@@ -135,14 +129,10 @@ pub fn reload_diff(old: &Config, new: &Config) -> ReloadAnswer {
     for job in old.jobs.iter().filter(|j| new.job(&j.name).is_none()) {
         answer.removed.push(format!("job {}", job.name));
     }
-    let unplaced = |task: &Task| Task {
-        pos: Pos::default(),
-        ..task.clone()
-    };
     for task in &new.tasks {
         match old.task(&task.name) {
             None => answer.added.push(format!("task {}", task.name)),
-            Some(before) if unplaced(before) != unplaced(task) => answer.changed.push(format!(
+            Some(before) if !same_task(before, task) => answer.changed.push(format!(
                 "task {} ({})",
                 task.name,
                 task_changes(before, task)
@@ -194,6 +184,53 @@ fn setting_changes(old: &Config, new: &Config) -> Vec<String> {
     .filter(|(_, changed, _)| *changed)
     .map(|(name, _, note)| format!("setting {name}{note}"))
     .collect()
+}
+
+/// Whether two versions of a job are the same but for where the jobfile has them.
+/// Field by field, without copies (a reload compares thousands); the destructuring
+/// makes a new field a compile error here until it is compared.
+fn same_job(a: &Job, b: &Job) -> bool {
+    let Job {
+        name,
+        schedule,
+        run,
+        max_instances,
+        on_overlap,
+        environments,
+        enabled,
+        catch_up,
+        on_failure,
+        alert_after,
+        pos: _,
+    } = a;
+    *name == b.name
+        && *schedule == b.schedule
+        && *run == b.run
+        && *max_instances == b.max_instances
+        && *on_overlap == b.on_overlap
+        && *environments == b.environments
+        && *enabled == b.enabled
+        && *catch_up == b.catch_up
+        && *on_failure == b.on_failure
+        && *alert_after == b.alert_after
+}
+
+fn same_task(a: &Task, b: &Task) -> bool {
+    let Task {
+        name,
+        run,
+        retries,
+        retry_delay,
+        max_instances,
+        on_failure,
+        pos: _,
+    } = a;
+    *name == b.name
+        && *run == b.run
+        && *retries == b.retries
+        && *retry_delay == b.retry_delay
+        && *max_instances == b.max_instances
+        && *on_failure == b.on_failure
 }
 
 /// What differs between two versions of a job, for the deploy log: the schedule
