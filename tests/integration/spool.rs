@@ -252,8 +252,9 @@ fn a_file_running_when_jobd_is_killed_runs_again_with_the_next_attempt() {
     let dir = dir();
     let mut jobd = dir.start(&[]);
     dir.jobctl(&["submit", "slow"]).code(0);
+    // Its last line before it sleeps: the first attempt has written all it writes.
     assert!(eventually(Duration::from_secs(20), || !dir
-        .lines("out/slow.pid")
+        .lines("out/slow.at")
         .is_empty()));
     let orphan: i32 = dir.lines("out/slow.pid")[0].parse().unwrap();
     jobd.signal(Signal::SIGKILL);
