@@ -442,8 +442,9 @@ impl Daemon {
         }
     }
 
-    /// A run failed for good, or a job is overdue: run its `on_failure`, unless one ran
-    /// for it less than `repeat_after` ago (`limit`) or jobd is shutting down.
+    /// A run failed for good, or a job is overdue: run its `on_failure`, unless one is
+    /// running for it, one ran less than `repeat_after` ago (when `limit`), or jobd is
+    /// shutting down.
     fn failed(&mut self, failure: Failure, limit: bool) {
         if self.phase != Phase::Running {
             return;
@@ -612,7 +613,7 @@ impl Daemon {
                 if !dry_run {
                     error!("reload refused, keeping the running configuration:\n{error}");
                     self.reload_error = Some(error.clone());
-                    self.reloaded(false);
+                    self.metrics.reloaded(false);
                 }
                 return Ok(refused(error));
             }
@@ -639,7 +640,7 @@ impl Daemon {
             error!("reload refused, keeping the running configuration: {error}");
             self.reload_error = Some(error.clone());
             *answer = refused(error);
-            self.reloaded(false);
+            self.metrics.reloaded(false);
             return Ok(());
         }
         let now = Utc::now();
@@ -679,15 +680,11 @@ impl Daemon {
         );
         self.config = config;
         self.reload_error = None;
-        self.reloaded(true);
+        self.metrics.reloaded(true);
         self.armed = None;
         self.arm()?;
         answer.applied = true;
         Ok(())
-    }
-
-    fn reloaded(&mut self, applied: bool) {
-        self.metrics.reloaded(applied);
     }
 
     /// A request from jobctl. Most are answered at once; `run --wait` when the run ends.
