@@ -485,6 +485,7 @@ impl Supervisor {
 
     /// Carry out the timeouts and kills that are due.
     pub fn tick(&mut self, now: Instant) {
+        let mut escaped = Vec::new();
         for run in &mut self.runs {
             if run.deadline.is_some_and(|d| d <= now) {
                 run.deadline = None;
@@ -494,6 +495,7 @@ impl Supervisor {
                 );
                 run.timed_out = true;
                 stop(run, now);
+                escaped.extend(escapees(run, now));
             }
             if run.kill_at.is_some_and(|at| at <= now) {
                 run.kill_at = None;
@@ -506,6 +508,7 @@ impl Supervisor {
                 signal_group(run.pid, Signal::SIGKILL);
             }
         }
+        self.lingering.extend(escaped);
         self.lingering.retain(|l| {
             if l.kill_at > now {
                 return true;
@@ -562,6 +565,33 @@ impl Supervisor {
     pub fn has_lingering(&self) -> bool {
         !self.lingering.is_empty()
     }
+}
+
+/// The process groups a timed-out run's processes escaped to (`setsid`), found by
+/// their `JOBD_RUN_ID`: they get SIGTERM now and SIGKILL after the run's kill_grace,
+/// like the run's own group. (Read from /proc: only at a timeout, never per run.)
+fn escapees(run: &Run, now: Instant) -> Vec<Lingering> {
+    let mut groups: Vec<Pid> = crate::orphans::of_run(&run.id)
+        .into_iter()
+        .filter_map(|pid| nix::unistd::getpgid(Some(pid)).ok())
+        .filter(|&pgid| pgid != run.pid)
+        .collect();
+    groups.sort();
+    groups.dedup();
+    groups
+        .into_iter()
+        .map(|pgid| {
+            warn!(
+                "{}[{}]: process group {pgid} left the job's group; sending it SIGTERM too",
+                run.job, run.id
+            );
+            signal_group(pgid, Signal::SIGTERM);
+            Lingering {
+                pgid,
+                kill_at: now + run.kill_grace,
+            }
+        })
+        .collect()
 }
 
 fn stop(run: &mut Run, now: Instant) {

@@ -294,6 +294,38 @@ jobs:
 }
 
 #[test]
+fn a_timeout_also_stops_what_escaped_the_group_with_setsid() {
+    let dir = Dir::new(
+        r#"
+shutdown_grace: 1s
+jobs:
+  escaping:
+    every: 1h
+    timeout: 1s
+    kill_grace: 1s
+    command: 'setsid sh -c "trap \"\" TERM; echo \$\$ > escapee.pid; sleep 300" & sleep 300'
+"#,
+    );
+    let mut jobd = dir.start(&[]);
+    jobd.wait_log("started:", Duration::from_secs(20));
+    dir.jobctl(&["run", "escaping"]).code(0);
+    assert!(eventually(Duration::from_secs(20), || !dir
+        .lines("escapee.pid")
+        .is_empty()));
+    let escapee: i32 = dir.lines("escapee.pid")[0].parse().unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || !alive(escapee)),
+        "the escapee outlived its job's timeout + grace:\n{}",
+        jobd.log()
+    );
+    assert!(
+        jobd.log()
+            .contains("left the job's group; sending it SIGTERM too")
+    );
+    jobd.stop();
+}
+
+#[test]
 fn shutdown_leaves_no_process_behind() {
     let dir = Dir::new(
         r#"
