@@ -426,6 +426,10 @@ impl Server {
 
     /// Close clients past their deadline.
     pub fn expire(&mut self, now: Instant) {
+        // A rest that is over must not stay a deadline in the past: poll would spin.
+        if self.paused_until.is_some_and(|until| until <= now) {
+            self.paused_until = None;
+        }
         self.clients.retain(|c| c.deadline.is_none_or(|d| d > now));
     }
 

@@ -597,16 +597,13 @@ impl Spool {
         let created = self.created.values().min().copied();
         let refile =
             (!self.unfiled.is_empty()).then(|| self.refile_at.unwrap_or_else(Instant::now));
-        [
-            retry,
-            created,
-            refile,
-            self.blocked_until,
-            Some(self.next_sweep),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        // A claim retry that is due waits for the next dispatch (a free worker); as a
+        // deadline in the past it would make poll spin.
+        let claim = self.blocked_until.filter(|until| *until > Instant::now());
+        [retry, created, refile, claim, Some(self.next_sweep)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Move what has come due into the ready queue; clean up old results.

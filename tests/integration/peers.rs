@@ -308,7 +308,16 @@ fn jobd_at_its_open_file_limit_neither_spins_nor_floods_its_log() {
     drop(held);
     let ticks_after = ticks(&dir);
     let recovered = eventually(Duration::from_secs(15), || ticks(&dir) >= ticks_after + 2);
+    // Once the peers are gone, jobd sleeps between ticks again (no deadline left behind).
+    let calm = jobd.sample();
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_share = (jobd.sample().cpu_ticks - calm.cpu_ticks) as f64 / 100.0 / 2.0;
     jobd.stop();
+    assert!(
+        idle_share < 0.2,
+        "jobd spins after the peers left: {:.0}% of a CPU",
+        idle_share * 100.0
+    );
     eprintln!(
         "open-file limit 32 with {} peers: jobd held {} files, used {:.0}% of a CPU, wrote {lines} log lines in {:?} \
          ({accept_failures} `accept failed`, {not_started} other EMFILE errors); tick {} once the peers left",
