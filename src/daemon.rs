@@ -135,6 +135,10 @@ impl Daemon {
         let signals = Signals::install().map_err(system("install signal handlers"))?;
         let timer = Timer::new().map_err(system("create a timerfd"))?;
         let plan = Plan::new(&config, Utc::now());
+        // First: a live jobd on this socket must be found before recovery treats the
+        // spool's running files as left over from a crash.
+        let server = Server::bind(&config.socket, config.socket_group.as_deref())
+            .map_err(DaemonError::Control)?;
         let spool = Spool::open(&config, Instant::now()).map_err(DaemonError::Spool)?;
         let supervisor = Supervisor::new(boot_id(), History::open(&config.state_dir));
         let started_at = Utc::now();
@@ -143,8 +147,6 @@ impl Daemon {
             |job| supervisor.history().last_success(job),
             started_at,
         );
-        let server = Server::bind(&config.socket, config.socket_group.as_deref())
-            .map_err(DaemonError::Control)?;
         let enabled = config.jobs.iter().filter(|j| j.enabled).count();
         info!(
             "jobd {} started: {} ({} job{} enabled, {} task{}, environment {}, time zone {})",
@@ -269,7 +271,12 @@ impl Daemon {
         }
         match self.phase {
             Phase::Running => {}
-            Phase::Draining { until, .. } => deadline = earliest(deadline, until),
+            // Once the grace is over (or a second signal cut it short) it is no
+            // deadline any more: in the past, it would make poll spin until the jobs end.
+            Phase::Draining { until, signals } if signals < 2 && until > now => {
+                deadline = earliest(deadline, until)
+            }
+            Phase::Draining { .. } => {}
             Phase::Orphans { kill_at } => {
                 deadline = earliest(deadline, kill_at.min(now + ORPHAN_SCAN))
             }
@@ -563,7 +570,7 @@ impl Daemon {
         format!(
             "{} jobs, {} running; one-off: {} queued, {} delayed, {} running, {} retrying",
             self.config.jobs.iter().filter(|j| j.enabled).count(),
-            self.supervisor.running() - running,
+            self.supervisor.running().saturating_sub(running),
             queued,
             delayed,
             running,

@@ -9,17 +9,44 @@ use nix::unistd::Pid;
 
 /// The processes whose environment holds `JOBD_RUN_ID=<run_id>`: the run's process and
 /// its descendants, wherever they went (setsid included), found by what jobd gave them
-/// rather than by a process id that may have been reused.
-pub fn of_run(run_id: &str) -> Vec<Pid> {
+/// rather than by a process id that may have been reused. With `under`, only that
+/// process's descendants are looked at (and only their environments read).
+pub fn of_run(run_id: &str, under: Option<Pid>) -> Vec<Pid> {
     let needle = format!("JOBD_RUN_ID={run_id}");
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     let me = std::process::id() as i32;
-    entries
+    let pids: Vec<i32> = entries
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| pid != me)
+        .collect();
+    let candidates: Vec<i32> = match under {
+        None => pids,
+        Some(root) => {
+            let parents: std::collections::HashMap<i32, i32> = pids
+                .iter()
+                .filter_map(|&pid| Some((pid, parent(pid)?)))
+                .collect();
+            pids.into_iter()
+                .filter(|pid| {
+                    // Walk up to the root or to init; bounded against cycles.
+                    let mut at = *pid;
+                    for _ in 0..64 {
+                        match parents.get(&at) {
+                            Some(&up) if up == root.as_raw() => return true,
+                            Some(&up) if up > 1 => at = up,
+                            _ => return false,
+                        }
+                    }
+                    false
+                })
+                .collect()
+        }
+    };
+    candidates
+        .into_iter()
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
                 environ
@@ -57,6 +84,18 @@ pub fn stop(pids: &[Pid], grace: Duration) {
     }
 }
 
+/// A process's parent, from /proc.
+fn parent(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name in parentheses may hold spaces: fields count from the last ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// Alive and not a zombie (an orphan's zombie waits for init, not for jobd).
 fn alive(pid: Pid) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -84,10 +123,16 @@ mod tests {
             .spawn()
             .unwrap();
         let until = Instant::now() + Duration::from_secs(5);
-        while of_run(&run_id).len() < 2 && Instant::now() < until {
+        while of_run(&run_id, None).len() < 2 && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let found = of_run(&run_id);
+        let found = of_run(&run_id, None);
+        let me = Pid::from_raw(std::process::id() as i32);
+        assert_eq!(
+            of_run(&run_id, Some(me)),
+            found,
+            "they descend from this process"
+        );
         assert_eq!(found.len(), 2, "the shell and its sleep: {found:?}");
         assert!(found.contains(&Pid::from_raw(child.id() as i32)));
         // Reap the shell as it dies, as init would for a real orphan.
@@ -95,6 +140,6 @@ mod tests {
         stop(&found, Duration::from_millis(300));
         reaper.join().unwrap().unwrap();
         assert!(found.iter().all(|&pid| !alive(pid)));
-        assert!(of_run("no-such-run").is_empty());
+        assert!(of_run("no-such-run", None).is_empty());
     }
 }

@@ -31,6 +31,9 @@ pub struct History {
     failing: bool,
     /// The error of the last failed write, while writing fails.
     error: Option<String>,
+    /// Twice the size of the last compaction: a history whose kept runs alone pass
+    /// `COMPACT_AT` must not be rewritten at every run.
+    compact_at: u64,
     /// The file may end in a torn line (a write cut short, a crash mid-write): the
     /// next record starts on a line of its own, so the two are not read as one.
     torn: bool,
@@ -81,7 +84,7 @@ impl History {
             self.write(&line);
         }
         self.keep(run);
-        if self.bytes > COMPACT_AT {
+        if self.bytes > self.compact_at.max(COMPACT_AT) {
             self.compact();
         }
     }
@@ -143,7 +146,10 @@ impl History {
             })
             .and_then(|()| fs::rename(&temporary, &path));
         match replaced {
-            Ok(()) => self.bytes = text.len() as u64,
+            Ok(()) => {
+                self.bytes = text.len() as u64;
+                self.compact_at = self.bytes.saturating_mul(2);
+            }
             Err(e) => error!("cannot compact the run history {}: {e}", path.display()),
         }
     }
@@ -188,10 +194,12 @@ pub fn read(path: &Path) -> Vec<RunInfo> {
     let Ok(file) = File::open(path) else {
         return Vec::new();
     };
+    // By bytes, not `lines()`: a write cut short in the middle of a character leaves a
+    // line that is not UTF-8, and the lines after it must still be read.
     BufReader::new(file)
-        .lines()
+        .split(b'\n')
         .map_while(io::Result::ok)
-        .filter_map(|line| serde_json::from_str(&line).ok())
+        .filter_map(|line| serde_json::from_slice(&line).ok())
         .collect()
 }
 
@@ -216,4 +224,42 @@ fn ends_with_newline(path: &Path) -> bool {
     let mut last = [0u8; 1];
     file.read_exact(&mut last)
         .map_or(true, |()| last[0] == b'\n')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: &str) -> RunInfo {
+        RunInfo {
+            job: "a".into(),
+            run_id: id.into(),
+            attempt: 1,
+            scheduled_at: String::new(),
+            started_at: String::new(),
+            ended_at: String::new(),
+            duration_ms: 0,
+            outcome: "succeeded".into(),
+            exit_code: Some(0),
+            signal: None,
+            message: String::new(),
+            output: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_torn_line_hides_nothing_after_it_and_the_next_record_starts_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let line = |id| serde_json::to_string(&run(id)).unwrap();
+        // A write cut short in the middle of a two-byte character, not UTF-8.
+        let mut bytes = format!("{}\n", line("1")).into_bytes();
+        bytes.extend_from_slice(b"{\"job\": \"a\", \"output\": [\"\xc3");
+        fs::write(&path, &bytes).unwrap();
+        let mut history = History::open(dir.path());
+        history.push(run("2"));
+        history.push(run("3"));
+        let ids: Vec<String> = read(&path).into_iter().map(|r| r.run_id).collect();
+        assert_eq!(ids, ["1", "2", "3"]);
+    }
 }

@@ -567,14 +567,18 @@ impl Supervisor {
     }
 }
 
-/// The process groups a timed-out run's processes escaped to (`setsid`), found by
-/// their `JOBD_RUN_ID`: they get SIGTERM now and SIGKILL after the run's kill_grace,
-/// like the run's own group. (Read from /proc: only at a timeout, never per run.)
+/// The process groups a timed-out run's processes escaped to (`setsid`), found among
+/// jobd's descendants by their `JOBD_RUN_ID`: they get SIGTERM now and SIGKILL after
+/// the run's kill_grace, like the run's own group. Only groups the run's own processes
+/// lead: a process that joined another group (jobd's own, another run's) is left to
+/// shutdown, never its group. (Read from /proc only at a timeout, never per run.)
 fn escapees(run: &Run, now: Instant) -> Vec<Lingering> {
-    let mut groups: Vec<Pid> = crate::orphans::of_run(&run.id)
+    let me = Pid::this();
+    let own_group = nix::unistd::getpgrp();
+    let mut groups: Vec<Pid> = crate::orphans::of_run(&run.id, Some(me))
         .into_iter()
-        .filter_map(|pid| nix::unistd::getpgid(Some(pid)).ok())
-        .filter(|&pgid| pgid != run.pid)
+        .filter(|&pid| nix::unistd::getpgid(Some(pid)) == Ok(pid))
+        .filter(|&pgid| pgid != run.pid && pgid != own_group)
         .collect();
     groups.sort();
     groups.dedup();
@@ -595,6 +599,8 @@ fn escapees(run: &Run, now: Instant) -> Vec<Lingering> {
 }
 
 fn stop(run: &mut Run, now: Instant) {
+    // Being stopped, it cannot also time out (which would push back its SIGKILL).
+    run.deadline = None;
     signal_group(run.pid, Signal::SIGTERM);
     run.kill_at = Some(now + run.kill_grace);
 }

@@ -54,8 +54,8 @@ pub(super) fn resolve(
 pub(super) fn scan(text: &str, top_keys: &[&str], dir: &Path, host: &Host) -> Option<Places> {
     let mut found: [Option<String>; 3] = [None, None, None];
     let mut content = false;
-    let mut lines = text.lines().peekable();
-    while let Some(line) = lines.next() {
+    let lines: Vec<&str> = text.lines().collect();
+    for (at, &line) in lines.iter().enumerate() {
         let Some(first) = line.chars().next() else {
             continue;
         };
@@ -70,16 +70,22 @@ pub(super) fn scan(text: &str, top_keys: &[&str], dir: &Path, host: &Host) -> Op
         if !top_keys.contains(&key) {
             return None;
         }
+        // A flow collection may run over lines that start at column 0.
+        if rest.trim_start_matches(' ').starts_with(['{', '[']) {
+            return None;
+        }
         let index = match key {
             "timezone" => 0,
             "state_dir" => 1,
             "socket" => 2,
             _ => continue,
         };
-        // An indented line after it continues the value, or holds it.
-        let continued = lines
-            .peek()
-            .is_some_and(|next| next.starts_with([' ', '\t']) && !next.trim().is_empty());
+        // An indented line after it (blank lines between) continues the value, or
+        // holds it.
+        let continued = lines[at + 1..]
+            .iter()
+            .find(|next| !next.trim().is_empty())
+            .is_some_and(|next| next.starts_with([' ', '\t']));
         if found[index].is_some() || continued {
             return None;
         }
@@ -111,12 +117,13 @@ fn scalar(rest: &str) -> Option<String> {
     if !rest.starts_with(' ') || rest.contains('\t') {
         return None;
     }
-    let value = rest.trim();
+    // Spaces only: YAML keeps other white space (a no-break space) in the value.
+    let value = rest.trim_matches(' ');
     for quote in ['"', '\''] {
         if let Some(inner) = value.strip_prefix(quote) {
             let (inner, after) = inner.split_once(quote)?;
-            let comment =
-                after.is_empty() || (after.starts_with(' ') && after.trim_start().starts_with('#'));
+            let comment = after.is_empty()
+                || (after.starts_with(' ') && after.trim_start_matches(' ').starts_with('#'));
             if inner.contains('\\') || inner.contains(quote) || !comment {
                 return None;
             }
@@ -191,7 +198,7 @@ mod tests {
     fn the_scan_agrees_with_the_parser() {
         let dir = Path::new("/app");
         let texts = [
-            "timezone: UTC\nsocket: /run/jobd/jobd.sock\nstate_dir: /var/lib/jobd\njobs: {}\n",
+            "timezone: UTC\nsocket: /run/jobd/jobd.sock\nstate_dir: /var/lib/jobd\njobs:\n",
             "state_dir: state # here\njobs:\n  a:\n    every: 1s\n    command: [x]\n",
             "socket: 'a b.sock'\n",
             "---\nsocket: /s\n",
@@ -216,6 +223,10 @@ mod tests {
             "timezone: Europe/Amsterdam\nstate_dir: s\n\n# end\n",
             "socket: /a#b\n",
             "socket:  /two spaces\n",
+            "defaults: {env: {A: b,\nsocket: /evil}}\n",
+            "socket: /x\n\n  y\n",
+            "socket: /x\u{a0}\n",
+            "state_dir: /s\njobs: {}\n",
         ];
         for text in texts {
             let thorough = super::super::load::places_thorough(text, dir, &host());

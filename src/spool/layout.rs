@@ -69,6 +69,15 @@ impl Layout {
         Ok(())
     }
 
+    /// Take the spool's exclusive lock, on its root folder, without waiting: an error
+    /// of kind `WouldBlock` means another process holds it. (A folder opened to read:
+    /// no file to create, nothing that keeps the disk from being remounted read-only.)
+    pub fn lock(&self) -> io::Result<nix::fcntl::Flock<File>> {
+        let folder = File::open(&self.root)?;
+        nix::fcntl::Flock::lock(folder, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, errno)| io::Error::from(errno))
+    }
+
     /// A folder anyone may write to would let any local user queue work as jobd's user
     /// or remove its results: the reason, or `None` when every folder is safe.
     pub fn unsafe_permissions(&self) -> Option<String> {
@@ -108,14 +117,26 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Write `bytes` to `dir/name` so that a reader sees the old file or the whole new one:
 /// a hidden temporary file, synced, then renamed. The caller syncs `dir`.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    replace(dir, name, bytes, true)
+}
+
+/// `write_atomic` without the fsync: a crash of jobd still leaves the old file or the
+/// new one, never half of one; a power cut may lose the change.
+pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    replace(dir, name, bytes, false)
+}
+
+fn replace(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> io::Result<()> {
     let temporary = dir.join(format!(".{name}.tmp"));
     let written = File::create(&temporary).and_then(|mut file| {
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         fs::rename(&temporary, dir.join(name))
     });
     if written.is_err() {
-        // Half a result must not stay behind (a full disk): the next try starts anew.
+        // Half a file must not stay behind (a full disk): the next try starts anew.
         let _ = fs::remove_file(&temporary);
     }
     written

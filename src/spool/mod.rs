@@ -24,7 +24,7 @@ use crate::config::{Config, Retention, Task};
 use crate::process::Extra;
 use crate::record::RunRecord;
 use crate::supervisor::{Launch, Origin, Supervisor, child_time};
-use layout::{Layout, RESULT_SUFFIX, sync_dir, write_atomic};
+use layout::{Layout, RESULT_SUFFIX, replace_file, sync_dir, write_atomic};
 use request::{Request, When};
 use result::{Attempt, SpoolResult};
 
@@ -39,11 +39,16 @@ const CREATED_GRACE: Duration = Duration::from_secs(1);
 /// Why the spool cannot be used; jobd does not start.
 #[derive(Debug)]
 pub enum SpoolError {
-    Create { dir: String, error: io::Error },
+    Create {
+        dir: String,
+        error: io::Error,
+    },
     Unsafe(String),
     UnknownUser(String),
     UnknownGroup(String),
     Watch(io::Error),
+    /// Another jobd holds the spool.
+    InUse(String),
 }
 
 impl fmt::Display for SpoolError {
@@ -66,6 +71,10 @@ impl fmt::Display for SpoolError {
                 )
             }
             SpoolError::Watch(error) => write!(f, "cannot watch the spool directory: {error}"),
+            SpoolError::InUse(dir) => write!(
+                f,
+                "another jobd is using the spool directory {dir} (it holds its lock)"
+            ),
         }
     }
 }
@@ -125,6 +134,9 @@ struct Item {
 /// The spool's files as the loop sees them.
 pub struct Spool {
     layout: Layout,
+    /// Held for jobd's life: two jobds on one spool would each take the other's
+    /// running files for leftovers of a crash.
+    _lock: nix::fcntl::Flock<std::fs::File>,
     inotify: Inotify,
     allowed: Allowed,
     /// Due files, oldest first: in `new/`, or in `running/` waiting for a retry.
@@ -178,6 +190,13 @@ impl Spool {
         if let Some(reason) = layout.unsafe_permissions() {
             return Err(SpoolError::Unsafe(reason));
         }
+        let lock = layout.lock().map_err(|error| match error.kind() {
+            io::ErrorKind::WouldBlock => SpoolError::InUse(layout.root.display().to_string()),
+            _ => SpoolError::Create {
+                dir: layout.root.display().to_string(),
+                error,
+            },
+        })?;
         let allowed = Allowed::resolve(config)?;
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
             .map_err(|e| SpoolError::Watch(e.into()))?;
@@ -191,6 +210,7 @@ impl Spool {
             .map_err(|e| SpoolError::Watch(e.into()))?;
         let mut spool = Spool {
             layout,
+            _lock: lock,
             inotify,
             allowed,
             ready: VecDeque::new(),
@@ -670,13 +690,28 @@ impl Spool {
                 .values()
                 .filter(|item| item.request.task == task_name)
                 .count();
-            if task.max_instances.is_some_and(|max| busy >= max as usize) {
+            if task.max_instances.is_some_and(|max| busy >= max as usize)
+                || self.name_in_use(&self.ready[index])
+            {
                 index += 1;
                 continue;
             }
             let item = self.ready.remove(index).expect("index is in range");
             self.start(item, task, supervisor, now);
         }
+        // The file a full or read-only disk kept from being claimed is gone: nothing
+        // is held back any more.
+        if self.blocked_until.is_some() && self.ready.iter().all(|item| item.claimed) {
+            self.blocked_until = None;
+        }
+    }
+
+    /// A file in `new/` named like one still in `running/` (running, or waiting for a
+    /// retry) waits: claiming it would replace the other.
+    fn name_in_use(&self, item: &Item) -> bool {
+        !item.claimed
+            && (self.running.contains_key(&item.name)
+                || self.layout.running.join(&item.name).exists())
     }
 
     fn dir_of(&self, item: &Item) -> std::path::PathBuf {
@@ -750,13 +785,14 @@ impl Spool {
                 item.result
                     .attempts
                     .push(Attempt::started(attempt, &run_id, Utc::now()));
-                // Counts the attempt if jobd dies during it; not synced: losing it
-                // only loses that count, the claim itself is durable.
-                let progress = self
-                    .layout
-                    .running
-                    .join(format!("{}{RESULT_SUFFIX}", item.name));
-                if let Err(e) = fs::write(&progress, item.result.to_json()) {
+                // Counts the attempt (and names its run, for recovery to stop) if
+                // jobd dies during it. Replaced whole, never truncated; not synced:
+                // losing it to a power cut loses only that count.
+                if let Err(e) = replace_file(
+                    &self.layout.running,
+                    &format!("{}{RESULT_SUFFIX}", item.name),
+                    &item.result.to_json(),
+                ) {
                     warn!(
                         "spool: cannot record the attempt of {}: {e}",
                         item.name.escape_debug()
@@ -795,9 +831,10 @@ impl Spool {
         if self.stopping {
             // Stopped by jobd's own shutdown: it stays in running/ and runs again at
             // the next start.
-            let _ = fs::write(
-                running.join(format!("{name}{RESULT_SUFFIX}")),
-                item.result.to_json(),
+            let _ = replace_file(
+                &running,
+                &format!("{name}{RESULT_SUFFIX}"),
+                &item.result.to_json(),
             );
             return false;
         }
@@ -812,9 +849,10 @@ impl Spool {
                 retries + 1,
                 crate::duration::format(delay)
             );
-            let _ = fs::write(
-                running.join(format!("{name}{RESULT_SUFFIX}")),
-                item.result.to_json(),
+            let _ = replace_file(
+                &running,
+                &format!("{name}{RESULT_SUFFIX}"),
+                &item.result.to_json(),
             );
             self.sequence += 1;
             self.retrying.insert((now + delay, self.sequence), item);
@@ -985,7 +1023,7 @@ fn printable(text: &str) -> String {
 /// A jobd killed outright leaves the attempt it was running behind, alive: stop it
 /// before the file runs again, so that the two never run at the same time.
 fn stop_leftovers(name: &str, run_id: &str, config: &Config, item: &Item) {
-    let leftovers = crate::orphans::of_run(run_id);
+    let leftovers = crate::orphans::of_run(run_id, None);
     if leftovers.is_empty() {
         return;
     }

@@ -446,3 +446,70 @@ fn a_file_that_cannot_start_frees_its_worker_at_once() {
     assert!(reason.contains("workdir"), "{reason}");
     jobd.stop();
 }
+
+#[test]
+fn a_file_named_like_one_still_running_waits_for_it() {
+    let dir = Dir::new(
+        "timezone: UTC\nshutdown_grace: 2s\ntasks:\n  note:\n    \
+         command: 'echo \"start $1\" >> notes.out; sleep 1; echo \"end $1\" >> notes.out; exit $2'\n",
+    );
+    let mut jobd = dir.start(&[]);
+    jobd.wait_log("started", Duration::from_secs(10));
+    dir.drop_file("dup.json", br#"{"task": "note", "args": ["first", "0"]}"#);
+    assert!(eventually(Duration::from_secs(10), || !dir
+        .lines("notes.out")
+        .is_empty()));
+    dir.drop_file("dup.json", br#"{"task": "note", "args": ["second", "3"]}"#);
+    dir.wait_spool("failed", 1, Duration::from_secs(20), &jobd);
+    jobd.stop();
+    assert_eq!(
+        dir.lines("notes.out"),
+        ["start first", "end first", "start second", "end second"],
+        "one after the other, both run"
+    );
+    assert_eq!(dir.spool_files("done"), ["dup.json"]);
+    assert_eq!(dir.result("done", "dup.json")["status"], "done");
+    assert_eq!(
+        dir.result("failed", "dup.json")["attempts"][0]["exit_code"],
+        3
+    );
+}
+
+#[test]
+fn a_second_jobd_on_the_same_spool_touches_nothing_that_runs() {
+    let dir = dir();
+    let mut jobd = dir.start(&[]);
+    dir.jobctl(&["submit", "slow"]).code(0);
+    assert!(eventually(Duration::from_secs(20), || !dir
+        .lines("out/slow.at")
+        .is_empty()));
+    // A second jobd must give up before its recovery takes the running file for a
+    // leftover of a crash: on the same socket, and on another socket with the same
+    // spool (the spool's lock). Bounded, in case it does not give up at all.
+    let other = dir.join("other.yaml");
+    fs::write(
+        &other,
+        "socket: other.sock\nspool:\n  dir: .jobd/spool\ntasks:\n  slow:\n    command: [\"true\"]\n",
+    )
+    .unwrap();
+    for jobfile in [dir.jobfile(), other] {
+        let second = std::process::Command::new("timeout")
+            .arg("10")
+            .arg(crate::harness::JOBD)
+            .arg("-c")
+            .arg(&jobfile)
+            .output()
+            .unwrap();
+        assert_eq!(second.status.code(), Some(1), "{second:?}");
+        let stderr = String::from_utf8_lossy(&second.stderr);
+        assert!(stderr.contains("another jobd"), "{stderr}");
+        assert!(!stderr.contains("stopping it"), "{stderr}");
+    }
+    dir.wait_spool("done", 1, Duration::from_secs(20), &jobd);
+    jobd.stop();
+    assert_eq!(
+        dir.lines("out/slow"),
+        ["attempt 1"],
+        "the run was not disturbed"
+    );
+}
