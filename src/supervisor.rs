@@ -505,7 +505,7 @@ impl Supervisor {
                     run.id,
                     human(run.kill_grace)
                 );
-                signal_group(run.pid, Signal::SIGKILL);
+                signal_run(run, Signal::SIGKILL);
             }
         }
         self.lingering.extend(escaped);
@@ -555,7 +555,7 @@ impl Supervisor {
         for run in &mut self.runs {
             warn!("{}[{}]: killing it: shutting down", run.job, run.id);
             run.kill_at = None;
-            signal_group(run.pid, Signal::SIGKILL);
+            signal_run(run, Signal::SIGKILL);
         }
         for lingering in self.lingering.drain(..) {
             signal_group(lingering.pgid, Signal::SIGKILL);
@@ -598,10 +598,19 @@ fn escapees(run: &Run, now: Instant) -> Vec<Lingering> {
         .collect()
 }
 
+/// Signal a run's process group; if the group is gone (its leader moved to another
+/// group), the leader itself, which jobd has not reaped yet and so cannot be another
+/// process.
+fn signal_run(run: &Run, signal: Signal) {
+    if !signal_group(run.pid, signal) {
+        let _ = nix::sys::signal::kill(run.pid, signal);
+    }
+}
+
 fn stop(run: &mut Run, now: Instant) {
     // Being stopped, it cannot also time out (which would push back its SIGKILL).
     run.deadline = None;
-    signal_group(run.pid, Signal::SIGTERM);
+    signal_run(run, Signal::SIGTERM);
     run.kill_at = Some(now + run.kill_grace);
 }
 

@@ -536,3 +536,22 @@ fn a_shutdown_waiting_for_a_stubborn_job_sleeps() {
     );
     jobd.stop();
 }
+
+#[test]
+fn a_child_that_joins_jobds_own_group_cannot_make_jobd_signal_itself() {
+    let dir = Dir::new(
+        "shutdown_grace: 1s\njobs:\n  sly:\n    every: 1h\n    timeout: 1s\n    kill_grace: 1s\n    \
+         command: [python3, -c, 'import os, time; os.setpgid(0, os.getpgid(os.getppid())); time.sleep(30)']\n",
+    );
+    let mut jobd = dir.start(&[]);
+    jobd.wait_log("started:", Duration::from_secs(20));
+    dir.jobctl(&["run", "sly"]).code(0);
+    jobd.wait_log("timed out; sending SIGTERM", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(alive(jobd.pid().as_raw()), "jobd died:\n{}", jobd.log());
+    dir.jobctl(&["status"]).code(0);
+    assert!(!jobd.log().contains("shutting down"), "{}", jobd.log());
+    // Its own group is gone, so the timeout reaches it directly.
+    jobd.wait_log("timed out (ended by", Duration::from_secs(10));
+    jobd.stop();
+}
