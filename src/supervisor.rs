@@ -271,12 +271,18 @@ impl Supervisor {
         )
     }
 
+    /// The id the next `launch` gives its run, for a record written before the process
+    /// exists (a crash in between must not leave a run nobody can name).
+    pub fn next_run_id(&self) -> String {
+        format!("{:08x}-{}", self.boot, self.next_key)
+    }
+
     /// Start a run and return its id. A run that cannot start is logged, kept in the
     /// history and handed to `take_unstarted` as an ended run.
     pub fn launch(&mut self, launch: Launch, now: Instant) -> Option<String> {
         let key = self.next_key;
+        let id = self.next_run_id();
         self.next_key += 1;
-        let id = format!("{:08x}-{key}", self.boot);
         let name = launch.name;
         let mut vars = vec![
             ("JOBD_JOB", name.to_string()),

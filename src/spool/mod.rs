@@ -765,6 +765,24 @@ impl Spool {
             item.claimed = true;
         }
         let attempt = item.result.attempts.len() as u32 + 1;
+        // Recorded before the process exists: if jobd dies at any moment after, the
+        // next start counts this attempt and can find (and stop) its processes by
+        // their run id. Replaced whole, never truncated; not synced: a power cut
+        // loses only the count.
+        let run_id = supervisor.next_run_id();
+        item.result
+            .attempts
+            .push(Attempt::started(attempt, &run_id, Utc::now()));
+        if let Err(e) = replace_file(
+            &self.layout.running,
+            &format!("{}{RESULT_SUFFIX}", item.name),
+            &item.result.to_json(),
+        ) {
+            warn!(
+                "spool: cannot record the attempt of {}: {e}",
+                item.name.escape_debug()
+            );
+        }
         let launched = supervisor.launch(
             Launch {
                 name: &task.name,
@@ -780,31 +798,9 @@ impl Spool {
             },
             now,
         );
-        match launched {
-            Some(run_id) => {
-                item.result
-                    .attempts
-                    .push(Attempt::started(attempt, &run_id, Utc::now()));
-                // Counts the attempt (and names its run, for recovery to stop) if
-                // jobd dies during it. Replaced whole, never truncated; not synced:
-                // losing it to a power cut loses only that count.
-                if let Err(e) = replace_file(
-                    &self.layout.running,
-                    &format!("{}{RESULT_SUFFIX}", item.name),
-                    &item.result.to_json(),
-                ) {
-                    warn!(
-                        "spool: cannot record the attempt of {}: {e}",
-                        item.name.escape_debug()
-                    );
-                }
-                self.running.insert(item.name.clone(), item);
-            }
-            // The loop hands the failure back through `ended`, like any run's end.
-            None => {
-                self.running.insert(item.name.clone(), item);
-            }
-        }
+        debug_assert!(launched.as_ref().is_none_or(|id| *id == run_id));
+        // A run that could not start comes back through `ended`, like any run's end.
+        self.running.insert(item.name.clone(), item);
     }
 
     /// A spool run ended: finish the file, or schedule its next attempt. True when the
