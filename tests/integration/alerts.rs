@@ -364,18 +364,6 @@ jobs:
     jobd.stop();
 }
 
-/// CPU time (user + system) jobd has used, in clock ticks.
-fn cpu_ticks(pid: i32) -> u64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
 #[test]
 fn jobs_stopped_by_jobd_run_no_hook_and_a_draining_jobd_with_alert_after_sleeps() {
     let dir = hooked(&format!(
@@ -412,10 +400,9 @@ jobs:
     // Draining for `long`, well past `watched`'s alert_after: jobd must sleep.
     jobd.signal(nix::sys::signal::Signal::SIGTERM);
     jobd.wait_log("shutting down", Duration::from_secs(10));
-    let pid = jobd.pid().as_raw();
-    let before = cpu_ticks(pid);
+    let before = jobd.sample().cpu_ticks;
     std::thread::sleep(Duration::from_secs(2));
-    let used = cpu_ticks(pid) - before;
+    let used = jobd.sample().cpu_ticks - before;
     assert!(used < 50, "jobd used {used} ticks in 2 s while draining");
     jobd.stop();
 }

@@ -501,18 +501,6 @@ fn an_invalid_jobfile_stops_jobd_from_starting() {
     );
 }
 
-/// CPU time (user + system) a process has used, in clock ticks.
-fn cpu_ticks(pid: i32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
 #[test]
 fn a_shutdown_waiting_for_a_stubborn_job_sleeps() {
     let dir = Dir::new(
@@ -526,10 +514,9 @@ fn a_shutdown_waiting_for_a_stubborn_job_sleeps() {
     jobd.wait_log("shutting down", Duration::from_secs(10));
     jobd.signal(Signal::SIGTERM);
     jobd.wait_log("stopping the running jobs now", Duration::from_secs(10));
-    let pid = jobd.pid().as_raw();
-    let before = cpu_ticks(pid);
+    let before = jobd.sample().cpu_ticks;
     std::thread::sleep(Duration::from_secs(2));
-    let used = cpu_ticks(pid) - before;
+    let used = jobd.sample().cpu_ticks - before;
     assert!(
         used < 50,
         "jobd used {used} ticks in 2 s waiting for SIGKILL time"

@@ -73,7 +73,18 @@ impl Dir {
     /// `start`, with variables added to jobd's environment.
     pub fn start_with(&self, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let log = fs::File::create(self.join("jobd.log")).unwrap();
-        let child = Command::new(JOBD)
+        let child = self.daemon_command(args, env, log).spawn().unwrap();
+        Daemon {
+            child: Some(child),
+            log: self.join("jobd.log"),
+        }
+    }
+
+    /// jobd on this directory's jobfile, in a clean environment plus `env`, its log
+    /// going to `log`.
+    fn daemon_command(&self, args: &[&str], env: &[(&str, &str)], log: fs::File) -> Command {
+        let mut command = Command::new(JOBD);
+        command
             .arg("-c")
             .arg(self.jobfile())
             .args(args)
@@ -85,13 +96,8 @@ impl Dir {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Daemon {
-            child: Some(child),
-            log: self.join("jobd.log"),
-        }
+            .stderr(log);
+        command
     }
 
     /// The spool's folder `sub` (new, running, done, failed, tmp) under `.jobd/spool`.
@@ -299,19 +305,7 @@ impl Dir {
             .append(true)
             .open(self.join("jobd.log"))
             .unwrap();
-        let mut command = Command::new(JOBD);
-        command
-            .arg("-c")
-            .arg(self.jobfile())
-            .current_dir(self.path())
-            .env_remove("JOBD_CONFIG")
-            .env_remove("JOBD_ENVIRONMENT")
-            .env_remove("NOTIFY_SOCKET")
-            .env("JOBD_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
+        let mut command = self.daemon_command(&[], env, log);
         if let Some(limit) = nofile {
             let limit = nix::libc::rlimit {
                 rlim_cur: limit,
