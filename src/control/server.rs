@@ -413,14 +413,7 @@ impl Server {
     /// Answer a request; the client is closed once the answer is sent.
     pub fn respond(&mut self, id: u64, body: Body, now: Instant) {
         if let Some(client) = self.clients.iter_mut().find(|c| c.id == id) {
-            queue(
-                client,
-                &Response {
-                    version: VERSION,
-                    body,
-                },
-                now,
-            );
+            queue(client, body, now);
         }
     }
 
@@ -447,19 +440,16 @@ impl Drop for Server {
 
 /// Answer with an error; the client is closed once it is sent.
 fn refuse(client: &mut Client, message: String, now: Instant) {
-    let body = Body::Error { message };
-    queue(
-        client,
-        &Response {
-            version: VERSION,
-            body,
-        },
-        now,
-    );
+    queue(client, Body::Error { message }, now);
 }
 
-fn queue(client: &mut Client, response: &Response, now: Instant) {
-    let mut bytes = serde_json::to_vec(response).expect("a response serializes");
+/// Send `body` as this protocol version's response; the client is closed once sent.
+fn queue(client: &mut Client, body: Body, now: Instant) {
+    let response = Response {
+        version: VERSION,
+        body,
+    };
+    let mut bytes = serde_json::to_vec(&response).expect("a response serializes");
     bytes.push(b'\n');
     client.output = bytes;
     client.written = 0;
