@@ -1,32 +1,16 @@
 //! jobd: a small, dependable job supervisor.
 //!
-//! The binaries are thin: `commands` holds what each command line does. The daemon is
-//! `daemon` (the event loop) over `scheduler` (when jobs fire, pure) and `supervisor`
-//! (what runs, under which policy).
-pub mod check;
-pub mod cli;
-pub mod commands;
-pub mod config;
-pub mod control;
+//! The modules are layers that only point down, each folder one layer:
+//! `leaf` (helpers that know nothing of jobs) → `model` (the jobfile, schedules, run
+//! records) → `policy` (pure decisions: when jobs fire, overlap, alerts, metrics) →
+//! `adapter` (processes, files, the control socket) → `machine` (the supervisor and
+//! the spool, which never import each other) → `daemon` (the event loop that carries
+//! data between them) → `front` (what each command line does). `tests/layers.rs`
+//! fails on an import that points up, or a cycle.
+pub mod adapter;
 pub mod daemon;
-pub mod duration;
-pub mod hooks;
-pub mod logging;
-pub mod metrics;
-pub mod notify;
-pub mod orphans;
-pub mod output;
-pub mod overdue;
-pub mod process;
-pub mod record;
-pub mod render;
-pub mod schedule;
-pub mod scheduler;
-pub mod signals;
-pub mod spool;
-pub mod state;
-pub mod submit;
-pub mod suggest;
-pub mod supervisor;
-pub mod timer;
-pub mod yaml;
+pub mod front;
+pub mod leaf;
+pub mod machine;
+pub mod model;
+pub mod policy;

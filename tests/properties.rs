@@ -12,10 +12,10 @@ use chrono::{
     DateTime, Datelike, NaiveDate, NaiveDateTime, Offset, TimeDelta, TimeZone, Timelike, Utc,
 };
 use chrono_tz::Tz;
-use jobd::config::{self, Host};
-use jobd::schedule::Schedule;
-use jobd::spool::request;
-use jobd::yaml;
+use jobd::leaf::yaml;
+use jobd::machine::spool::request;
+use jobd::model::config::{self, Host};
+use jobd::model::schedule::Schedule;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::Config as ProptestConfig;
@@ -1274,13 +1274,13 @@ proptest! {
         ],
         millis in 0u64..=u64::MAX / 1_000_000,
     ) {
-        if let Ok(duration) = jobd::duration::parse(&text) {
+        if let Ok(duration) = jobd::leaf::duration::parse(&text) {
             prop_assert!(!text.trim().is_empty());
-            prop_assert_eq!(jobd::duration::parse(&jobd::duration::format(duration)), Ok(duration));
+            prop_assert_eq!(jobd::leaf::duration::parse(&jobd::leaf::duration::format(duration)), Ok(duration));
         }
         let duration = Duration::from_millis(millis);
-        let written = jobd::duration::format(duration);
-        prop_assert_eq!(jobd::duration::parse(&written), Ok(duration), "{}", written);
+        let written = jobd::leaf::duration::format(duration);
+        prop_assert_eq!(jobd::leaf::duration::parse(&written), Ok(duration), "{}", written);
     }
 }
 

@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use jobd::cli::JobctlArgs;
+use jobd::front::cli::JobctlArgs;
 
 fn main() -> ExitCode {
-    jobd::commands::jobctl(&JobctlArgs::parse())
+    jobd::front::commands::jobctl(&JobctlArgs::parse())
 }

@@ -1,15 +1,15 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use jobd::cli::{JobdArgs, JobdCommand};
+use jobd::front::cli::{JobdArgs, JobdCommand};
 
 fn main() -> ExitCode {
     let args = JobdArgs::parse();
     match &args.command {
-        Some(JobdCommand::Check(check)) => jobd::commands::check(&args.jobfile, check),
+        Some(JobdCommand::Check(check)) => jobd::front::commands::check(&args.jobfile, check),
         Some(JobdCommand::Completions(which)) => {
-            jobd::commands::completions::<JobdArgs>(which.shell)
+            jobd::front::commands::completions::<JobdArgs>(which.shell)
         }
-        None => jobd::commands::run(&args.jobfile),
+        None => jobd::front::commands::run(&args.jobfile),
     }
 }

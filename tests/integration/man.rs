@@ -58,7 +58,7 @@ fn jobctl_1_documents_every_option_and_command() {
 
 #[test]
 fn jobd_yaml_5_documents_every_jobfile_key() {
-    let source = read("src/config/load.rs");
+    let source = read("src/model/config/load.rs");
     let lists = key_lists(&source);
     for required in [
         "TOP_KEYS",
@@ -71,7 +71,7 @@ fn jobd_yaml_5_documents_every_jobfile_key() {
             lists
                 .iter()
                 .any(|(name, keys)| name == required && !keys.is_empty()),
-            "src/config/load.rs has no `const {required}: &[&str]` list this test can read"
+            "src/model/config/load.rs has no `const {required}: &[&str]` list this test can read"
         );
     }
     let entries = entries(&plain(&read("man/jobd.yaml.5")));
@@ -90,14 +90,14 @@ fn jobd_yaml_5_documents_every_jobfile_key() {
 
 #[test]
 fn jobd_8_documents_the_spool_file() {
-    let source = read("src/spool/request.rs");
+    let source = read("src/machine/spool/request.rs");
     let lists = string_lists(&source);
     let find = |name: &str| {
         lists
             .iter()
             .find(|(list, _)| list == name)
             .map(|(_, items)| items.clone())
-            .unwrap_or_else(|| panic!("src/spool/request.rs has no `const {name}` list"))
+            .unwrap_or_else(|| panic!("src/machine/spool/request.rs has no `const {name}` list"))
     };
     let page = plain(&read("man/jobd.8"));
     let entries = entries(&page);

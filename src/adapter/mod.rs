@@ -1,0 +1,5 @@
+//! jobd's edges with the system: processes, the state directory, the control socket.
+pub mod control;
+pub mod orphans;
+pub mod process;
+pub mod state;

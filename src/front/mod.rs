@@ -1,0 +1,6 @@
+//! What each command line does: `jobd`, `jobd check`, `jobctl ...`.
+pub mod check;
+pub mod cli;
+pub mod commands;
+pub mod render;
+pub mod submit;

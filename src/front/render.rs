@@ -1,0 +1,319 @@
+//! jobctl's tables: aligned, readable on 80 columns, in colour only on a terminal.
+
+use std::fmt::Write;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
+
+use crate::adapter::control::protocol::{NextInstant, RunInfo, Status};
+
+/// How to show instants and whether to colour.
+pub struct Style {
+    pub zone: Tz,
+    pub colour: bool,
+    pub now: DateTime<Utc>,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn red(&self, text: &str) -> String {
+        self.paint("31", text)
+    }
+
+    fn dim(&self, text: &str) -> String {
+        self.paint("2", text)
+    }
+
+    fn bold(&self, text: &str) -> String {
+        self.paint("1", text)
+    }
+}
+
+fn parse(at: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(at).ok().map(|t| t.to_utc())
+}
+
+/// `3s`, `5m`, `2h10m`, `3d`: short, for tables.
+pub fn short(seconds: i64) -> String {
+    let s = seconds.unsigned_abs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 if s % 3600 >= 60 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        3600..86_400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+fn millis(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        short((ms / 1000) as i64)
+    }
+}
+
+/// A wall-clock time in the jobfile's zone: the time alone today, the date too otherwise.
+fn clock(at: DateTime<Utc>, style: &Style) -> String {
+    let local = at.with_timezone(&style.zone);
+    if local.date_naive() == style.now.with_timezone(&style.zone).date_naive() {
+        local.format("%H:%M:%S").to_string()
+    } else {
+        local.format("%m-%d %H:%M").to_string()
+    }
+}
+
+/// What a run's outcome looks like in a narrow column.
+fn result(run: &RunInfo) -> String {
+    match (run.outcome.as_str(), run.exit_code, &run.signal) {
+        ("succeeded", _, _) => "ok".to_string(),
+        ("failed", Some(code), _) => format!("exit {code}"),
+        ("killed", _, Some(signal)) => signal.clone(),
+        ("timed_out", _, _) => "timeout".to_string(),
+        ("not_started", _, _) => "not started".to_string(),
+        (other, _, _) => other.to_string(),
+    }
+}
+
+fn pad(text: &str, width: usize) -> String {
+    // Colour codes take no room on screen: pad by the visible length.
+    let visible = strip(text).chars().count();
+    format!("{text}{}", " ".repeat(width.saturating_sub(visible)))
+}
+
+fn strip(text: &str) -> String {
+    let mut out = String::new();
+    let mut escape = false;
+    for c in text.chars() {
+        match (escape, c) {
+            (false, '\x1b') => escape = true,
+            (true, 'm') => escape = false,
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    out
+}
+
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|t| strip(t).chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, text)| {
+                if c + 1 == row.len() {
+                    text.clone()
+                } else {
+                    pad(text, widths[c])
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    }
+    out
+}
+
+/// `jobctl status`.
+pub fn status(status: &Status, style: &Style) -> String {
+    let mut out = String::new();
+    match &status.daemon {
+        Some(d) => {
+            let _ = writeln!(
+                out,
+                "jobd {} (pid {}), up {}, environment {}, time zone {}\njobfile {}",
+                d.version,
+                d.pid,
+                short(d.uptime_seconds as i64),
+                d.environment.as_deref().unwrap_or("none"),
+                d.timezone,
+                d.jobfile
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "{}",
+                style.bold("jobd is not running; last known state:")
+            );
+        }
+    }
+    if let Some(error) = &status.reload_error {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.red("last reload FAILED, the previous jobfile is still in use:")
+        );
+        for line in error.lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    for problem in &status.problems {
+        let _ = writeln!(out, "{}", style.red(&format!("PROBLEM: {problem}")));
+    }
+    out.push('\n');
+    let mut rows = vec![
+        ["JOB", "SCHEDULE", "NEXT", "LAST", "RESULT", "RUNNING"]
+            .map(|h| style.bold(h))
+            .to_vec(),
+    ];
+    for job in &status.jobs {
+        let next = match job.next.as_deref().and_then(parse) {
+            _ if !job.enabled => style.dim("disabled"),
+            Some(at) => format!(
+                "in {} ({})",
+                short((at - style.now).num_seconds().max(0)),
+                clock(at, style)
+            ),
+            None => "never".to_string(),
+        };
+        let (last, outcome) = match &job.last {
+            Some(run) => {
+                let started = parse(&run.started_at).unwrap_or(style.now);
+                let ago = format!(
+                    "{} ago, took {}",
+                    short((style.now - started).num_seconds().max(0)),
+                    millis(run.duration_ms)
+                );
+                let outcome = result(run);
+                let outcome = if run.outcome == "succeeded" {
+                    outcome
+                } else {
+                    style.red(&outcome)
+                };
+                (ago, outcome)
+            }
+            None => ("-".to_string(), "-".to_string()),
+        };
+        let outcome = if job.overdue {
+            format!("{} {outcome}", style.red("OVERDUE"))
+        } else {
+            outcome
+        };
+        rows.push(vec![
+            job.name.clone(),
+            job.schedule.clone(),
+            next,
+            last,
+            outcome,
+            job.running.to_string(),
+        ]);
+    }
+    out.push_str(&table(&rows));
+    if let Some(spool) = &status.spool {
+        let failed = format!("{} failed in the last 24h", spool.failed_recently);
+        let _ = writeln!(
+            out,
+            "\none-off jobs in {}:\n  {} queued, {} delayed, {} running, {} waiting to retry, {}",
+            spool.dir,
+            spool.queued,
+            spool.delayed,
+            spool.running,
+            spool.retrying,
+            if spool.failed_recently > 0 {
+                style.red(&failed)
+            } else {
+                failed
+            }
+        );
+    }
+    out
+}
+
+/// `jobctl history`.
+pub fn history(runs: &[RunInfo], style: &Style) -> String {
+    let mut out = String::new();
+    let mut rows = vec![
+        [
+            "JOB",
+            "RUN",
+            "SCHEDULED",
+            "STARTED",
+            "TOOK",
+            "RESULT",
+            "TRY",
+        ]
+        .map(|h| style.bold(h))
+        .to_vec(),
+    ];
+    let mut outputs = Vec::new();
+    for run in runs {
+        let scheduled = parse(&run.scheduled_at).map_or_else(
+            || run.scheduled_at.clone(),
+            |at| {
+                at.with_timezone(&style.zone)
+                    .format("%Y-%m-%d %H:%M:%S%.3f")
+                    .to_string()
+            },
+        );
+        let delay = match (parse(&run.scheduled_at), parse(&run.started_at)) {
+            (Some(due), Some(started)) => format!(
+                "+{}",
+                millis((started - due).num_milliseconds().max(0) as u64)
+            ),
+            _ => "-".to_string(),
+        };
+        let outcome = result(run);
+        rows.push(vec![
+            run.job.clone(),
+            run.run_id.clone(),
+            scheduled,
+            delay,
+            millis(run.duration_ms),
+            if run.outcome == "succeeded" {
+                outcome
+            } else {
+                style.red(&outcome)
+            },
+            run.attempt.to_string(),
+        ]);
+        if run.outcome != "succeeded" {
+            outputs.push(run);
+        }
+    }
+    out.push_str(&table(&rows));
+    for run in outputs {
+        let _ = writeln!(out, "\n{}[{}]: {}", run.job, run.run_id, run.message);
+        for line in &run.output {
+            let _ = writeln!(out, "  | {line}");
+        }
+    }
+    out
+}
+
+/// `jobctl next`.
+pub fn next(instants: &[NextInstant], style: &Style) -> String {
+    let rows: Vec<Vec<String>> = instants
+        .iter()
+        .map(|n| {
+            let at = parse(&n.at).map_or_else(
+                || n.at.clone(),
+                |at| {
+                    at.with_timezone(&style.zone)
+                        .to_rfc3339_opts(SecondsFormat::AutoSi, false)
+                },
+            );
+            vec![at, n.job.clone()]
+        })
+        .collect();
+    table(&rows)
+}
