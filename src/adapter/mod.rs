@@ -2,4 +2,5 @@
 pub mod control;
 pub mod orphans;
 pub mod process;
+pub mod spawner;
 pub mod state;

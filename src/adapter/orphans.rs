@@ -2,60 +2,53 @@
 //! children, and the next one must not run a spool file again while the interrupted
 //! attempt still runs (at least once, but not twice at the same time).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
-/// The processes whose environment holds `JOBD_RUN_ID=<run_id>`: the run's process and
-/// its descendants, wherever they went (setsid included), found by what jobd gave them
-/// rather than by a process id that may have been reused. With `under`, only that
-/// process's descendants are looked at (and only their environments read).
-pub fn of_run(run_id: &str, under: Option<Pid>) -> Vec<Pid> {
-    let needle = format!("JOBD_RUN_ID={run_id}");
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
+use crate::leaf::procfs;
+
+/// The processes whose environment holds `JOBD_RUN_ID=<run_id>`, for each run id:
+/// the run's process and its descendants, wherever they went (setsid included), found
+/// by what jobd gave them rather than by a process id that may have been reused. /proc
+/// is read once for all of them. With `under`, only that process's descendants are
+/// looked at (and only their environments read).
+pub fn of_runs(run_ids: &[&str], under: Option<Pid>) -> HashMap<String, Vec<Pid>> {
+    let mut found: HashMap<String, Vec<Pid>> = HashMap::new();
+    if run_ids.is_empty() {
+        return found;
+    }
     let me = std::process::id() as i32;
-    let pids: Vec<i32> = entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| pid != me)
-        .collect();
+    let pids = procfs::pids().into_iter().filter(|&pid| pid != me);
     let candidates: Vec<i32> = match under {
-        None => pids,
+        None => pids.collect(),
         Some(root) => {
-            let parents: std::collections::HashMap<i32, i32> = pids
-                .iter()
-                .filter_map(|&pid| Some((pid, parent(pid)?)))
-                .collect();
-            pids.into_iter()
-                .filter(|pid| {
-                    // Walk up to the root or to init; bounded against cycles.
-                    let mut at = *pid;
-                    for _ in 0..64 {
-                        match parents.get(&at) {
-                            Some(&up) if up == root.as_raw() => return true,
-                            Some(&up) if up > 1 => at = up,
-                            _ => return false,
-                        }
-                    }
-                    false
-                })
+            let parents = procfs::parents();
+            pids.filter(|&pid| procfs::descends(pid, root.as_raw(), &parents))
                 .collect()
         }
     };
-    candidates
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
-                environ
-                    .split(|&b| b == 0)
-                    .any(|var| var == needle.as_bytes())
-            })
-        })
-        .map(Pid::from_raw)
-        .collect()
+    for pid in candidates {
+        for var in procfs::environ(pid) {
+            let Some(id) = var.strip_prefix(b"JOBD_RUN_ID=") else {
+                continue;
+            };
+            if let Some(id) = run_ids.iter().find(|wanted| wanted.as_bytes() == id) {
+                found
+                    .entry(id.to_string())
+                    .or_default()
+                    .push(Pid::from_raw(pid));
+            }
+        }
+    }
+    found
+}
+
+/// The processes of one run; see `of_runs`.
+pub fn of_run(run_id: &str, under: Option<Pid>) -> Vec<Pid> {
+    of_runs(&[run_id], under).remove(run_id).unwrap_or_default()
 }
 
 /// SIGTERM to each process's group and the process, SIGKILL to what is left after
@@ -70,7 +63,7 @@ pub fn stop(pids: &[Pid], grace: Duration) {
     };
     let gone = |until: Instant| {
         while Instant::now() < until {
-            if pids.iter().all(|&pid| !alive(pid)) {
+            if pids.iter().all(|&pid| !procfs::alive(pid.as_raw())) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -81,29 +74,6 @@ pub fn stop(pids: &[Pid], grace: Duration) {
     if !gone(Instant::now() + grace) {
         signal_all(Signal::SIGKILL);
         gone(Instant::now() + grace);
-    }
-}
-
-/// A process's parent, from /proc.
-fn parent(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The name in parentheses may hold spaces: fields count from the last ')'.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// Alive and not a zombie (an orphan's zombie waits for init, not for jobd).
-fn alive(pid: Pid) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z"),
-        Err(_) => false,
     }
 }
 
@@ -139,7 +109,7 @@ mod tests {
         let reaper = std::thread::spawn(move || child.wait());
         stop(&found, Duration::from_millis(300));
         reaper.join().unwrap().unwrap();
-        assert!(found.iter().all(|&pid| !alive(pid)));
+        assert!(found.iter().all(|&pid| !procfs::alive(pid.as_raw())));
         assert!(of_run("no-such-run", None).is_empty());
     }
 }

@@ -1,5 +1,6 @@
 //! Starting a job's process and signalling its process group.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::os::fd::OwnedFd;
@@ -10,11 +11,28 @@ use std::process::{Command as Std, Stdio};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::{Gid, Group, Pid, Uid, User};
+use nix::unistd::{Gid, Pid, Uid, User};
 
+use crate::leaf::account;
 use crate::model::config::{Command, RunSpec};
 
-/// A started process: the leader of its own process group, with its output pipes.
+/// What to start for one run.
+#[derive(Debug, Clone, Copy)]
+pub struct SpawnRequest<'a> {
+    pub run_id: &'a str,
+    pub spec: &'a RunSpec,
+    /// Arguments after the spec's argv (a spool file's).
+    pub args: &'a [String],
+    /// Variables after the spec's env (a spool file's, a hook's).
+    pub env: Option<&'a BTreeMap<String, String>>,
+    /// jobd's own `JOBD_*`, set last.
+    pub vars: &'a [(&'static str, String)],
+    /// What the process reads on stdin (else /dev/null).
+    pub stdin: Option<&'a [u8]>,
+}
+
+/// A started process: the leader of its own process group, with its output pipes
+/// (non-blocking).
 #[derive(Debug)]
 pub struct Spawned {
     pub pid: Pid,
@@ -83,22 +101,11 @@ impl fmt::Display for SpawnError {
 
 impl std::error::Error for SpawnError {}
 
-/// What a spool file adds to a task's command: arguments after its argv, variables
-/// after its env.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Extra<'a> {
-    pub args: &'a [String],
-    pub env: Option<&'a std::collections::BTreeMap<String, String>>,
-}
-
-/// Start `spec` in its own process group, with `extra` appended and `vars` (jobd's
-/// own `JOBD_*`) added to its environment last.
-pub fn spawn(
-    spec: &RunSpec,
-    extra: Extra,
-    stdin: Option<&[u8]>,
-    vars: &[(&str, String)],
-) -> Result<Spawned, SpawnError> {
+/// Start a run's process in its own process group: the spec's command with the
+/// request's arguments appended, the spec's env, then the request's, then jobd's own
+/// variables.
+pub fn spawn(request: &SpawnRequest) -> Result<Spawned, SpawnError> {
+    let spec = request.spec;
     if !spec.workdir.is_dir() {
         return Err(SpawnError::MissingWorkdir(spec.workdir.clone()));
     }
@@ -116,16 +123,16 @@ pub fn spawn(
             command
         }
     };
-    let stdin = match stdin {
+    let stdin = match request.stdin {
         None => Stdio::null(),
         Some(data) => Stdio::from(in_memory(data).map_err(SpawnError::Stdin)?),
     };
     command
-        .args(extra.args)
+        .args(request.args)
         .current_dir(&spec.workdir)
         .envs(&spec.env)
-        .envs(extra.env.into_iter().flatten())
-        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .envs(request.env.into_iter().flatten())
+        .envs(request.vars.iter().map(|(k, v)| (k, v)))
         .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -229,25 +236,11 @@ fn identity(spec: &RunSpec) -> Result<Option<Identity>, SpawnError> {
 }
 
 fn lookup_user(name: &str) -> Result<User, SpawnError> {
-    let found = match name.parse::<u32>() {
-        Ok(id) => User::from_uid(Uid::from_raw(id)),
-        Err(_) => User::from_name(name),
-    };
-    found
-        .ok()
-        .flatten()
-        .ok_or_else(|| SpawnError::UnknownUser(name.to_string()))
+    account::user(name).ok_or_else(|| SpawnError::UnknownUser(name.to_string()))
 }
 
 fn lookup_group(name: &str) -> Result<Gid, SpawnError> {
-    if let Ok(id) = name.parse::<u32>() {
-        return Ok(Gid::from_raw(id));
-    }
-    Group::from_name(name)
-        .ok()
-        .flatten()
-        .map(|group| group.gid)
-        .ok_or_else(|| SpawnError::UnknownGroup(name.to_string()))
+    account::gid(name).ok_or_else(|| SpawnError::UnknownGroup(name.to_string()))
 }
 
 /// Send `signal` to every process in the group led by `pgid`. False when the group is

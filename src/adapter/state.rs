@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use log::{error, info};
 
-use crate::adapter::control::protocol::RunInfo;
+use crate::leaf::files::{self, Durability};
+use crate::model::record::{RunInfo, Verdict};
 
 /// Runs kept per job.
 pub const RUNS_KEPT: usize = 100;
@@ -138,13 +139,7 @@ impl History {
             text.push_str(&serde_json::to_string(run).expect("a run serializes"));
             text.push('\n');
         }
-        let temporary = path.with_extension("jsonl.tmp");
-        let replaced = File::create(&temporary)
-            .and_then(|mut file| {
-                file.write_all(text.as_bytes())?;
-                file.sync_all()
-            })
-            .and_then(|()| fs::rename(&temporary, &path));
+        let replaced = files::replace(&path, text.as_bytes(), 0o600, Durability::Synced);
         match replaced {
             Ok(()) => {
                 self.bytes = text.len() as u64;
@@ -172,7 +167,7 @@ impl History {
     pub fn last_success(&self, job: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         self.runs(job)
             .rev()
-            .find(|run| run.outcome == "succeeded")
+            .find(|run| run.outcome == Verdict::Success)
             .and_then(|run| chrono::DateTime::parse_from_rfc3339(&run.ended_at).ok())
             .map(|at| at.to_utc())
     }
@@ -239,7 +234,7 @@ mod tests {
             started_at: String::new(),
             ended_at: String::new(),
             duration_ms: 0,
-            outcome: "succeeded".into(),
+            outcome: Verdict::Success,
             exit_code: Some(0),
             signal: None,
             message: String::new(),

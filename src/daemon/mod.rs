@@ -1,36 +1,48 @@
-//! The event loop: one `poll` over the timer, the signal pipe and the children's output.
-//! Everything that blocks or waits is a deadline here; nothing else sleeps.
+//! The event loop: one `poll` over the timer, the signal pipe, the spool's inotify, the
+//! control socket and the children's output. Everything that blocks or waits is a
+//! deadline here; nothing else sleeps. The loop carries data between the machines (the
+//! supervisor runs processes, the spool keeps one-off files) and the policies.
+//!
+//! Each concern has its file: `fire` (whether an instant runs now, and starting runs),
+//! `oneoff` (spool files to runs), `ended` (the one place a run ends), `requests`
+//! (jobctl), `reload`, `shutdown`.
+
+mod ended;
+mod fire;
+mod oneoff;
+mod reload;
+mod requests;
+mod shutdown;
 
 use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use log::{error, info, warn};
+use log::info;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::adapter::control::answer;
-use crate::adapter::control::protocol::{
-    Body, Command, ReloadAnswer, RunAnswer, SpoolStatus, Status,
-};
-use crate::adapter::control::server::{ControlError, Incoming, Server};
+use crate::adapter::control::server::{ControlError, Server};
+use crate::adapter::spawner::System;
 use crate::adapter::state::History;
 use crate::leaf::notify::Notifier;
+use crate::leaf::now::Now;
 use crate::leaf::signals::Signals;
 use crate::leaf::timer::{Fired, Timer};
+use crate::leaf::words::plural;
 use crate::machine::spool::{Spool, SpoolError};
-use crate::machine::supervisor::{Decision, Ended, Fate, Launch, Origin, Stream, Supervisor};
-use crate::model::config::{self, CatchUp, Config, DEFAULT_KILL_GRACE, Host, RemovedJobs};
-use crate::model::record::signal_name;
-use crate::policy::hooks::{self, Failure, Limiter, Verdict};
+use crate::machine::supervisor::{Stream, Supervisor};
+use crate::model::config::{self, Config, Host};
+use crate::policy::hooks::Limiter;
 use crate::policy::metrics::{Metrics, MetricsFile, Skip, SpoolCounts};
 use crate::policy::overdue::Watch;
-use crate::policy::scheduler::{self, Plan};
+use crate::policy::overlap::Pending;
+use crate::policy::scheduler::Plan;
+use shutdown::Phase;
 
 /// Why jobd could not start or had to stop.
 #[derive(Debug)]
@@ -62,33 +74,18 @@ fn system(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
     move |error| DaemonError::System { what, error }
 }
 
-/// Where a shutdown has got to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Running,
-    /// Waiting for running jobs to end on their own until `until`; `signals` counts the
-    /// shutdown signals received (a second one stops the jobs, a third kills them).
-    Draining {
-        until: Instant,
-        signals: u8,
-    },
-    /// The jobs have ended; stopping adopted orphans, killing them at `kill_at`.
-    Orphans {
-        kill_at: Instant,
-    },
-}
-
-/// How often the last shutdown phase looks for new orphans: re-parenting sends no
-/// signal, and this phase lasts at most a kill grace.
-const ORPHAN_SCAN: Duration = Duration::from_millis(100);
-
 pub struct Daemon {
     jobfile: PathBuf,
     environment: Option<String>,
     host: Host,
-    config: Config,
+    /// Shared with the runs being started from it, so that a start can borrow a job
+    /// while the daemon changes.
+    config: Rc<Config>,
     plan: Plan,
-    supervisor: Supervisor,
+    /// Instants waiting for a running instance to end (on_overlap queue, replace).
+    pending: Pending,
+    supervisor: Supervisor<System>,
+    history: History,
     spool: Spool,
     server: Server,
     started_at: DateTime<Utc>,
@@ -115,6 +112,28 @@ pub struct Daemon {
     metrics_file: Option<MetricsFile>,
 }
 
+/// What one `poll` found ready, by slot.
+#[derive(Debug, Default)]
+struct Ready {
+    timer: bool,
+    signals: bool,
+    spool: bool,
+    listener: bool,
+    clients: Vec<u64>,
+    pipes: Vec<(u64, Stream)>,
+}
+
+/// What each descriptor handed to `poll` stands for.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Timer,
+    Signals,
+    Spool,
+    Listener,
+    Client(u64),
+    Pipe(u64, Stream),
+}
+
 impl Daemon {
     /// Load the jobfile and set up the loop; nothing runs until `run`.
     pub fn start(
@@ -136,19 +155,16 @@ impl Daemon {
         let _ = nix::sys::prctl::set_timerslack(1);
         let signals = Signals::install().map_err(system("install signal handlers"))?;
         let timer = Timer::new().map_err(system("create a timerfd"))?;
-        let plan = Plan::new(&config, Utc::now());
+        let now = Now::read();
+        let plan = Plan::new(&config, now.wall);
         // First: a live jobd on this socket must be found before recovery treats the
         // spool's running files as left over from a crash.
         let server = Server::bind(&config.socket, config.socket_group.as_deref())
             .map_err(DaemonError::Control)?;
-        let spool = Spool::open(&config, Instant::now()).map_err(DaemonError::Spool)?;
-        let supervisor = Supervisor::new(boot_id(), History::open(&config.state_dir));
-        let started_at = Utc::now();
-        let watch = Watch::new(
-            &config,
-            |job| supervisor.history().last_success(job),
-            started_at,
-        );
+        let spool = Spool::open(&config, now.mono).map_err(DaemonError::Spool)?;
+        let history = History::open(&config.state_dir);
+        let supervisor = Supervisor::new(System, boot_id());
+        let watch = Watch::new(&config, |job| history.last_success(job), now.wall);
         let enabled = config.jobs.iter().filter(|j| j.enabled).count();
         info!(
             "jobd {} started: {} ({} job{} enabled, {} task{}, environment {}, time zone {})",
@@ -166,17 +182,17 @@ impl Daemon {
             environment,
             host,
             plan,
+            pending: Pending::default(),
             supervisor,
+            history,
             spool,
             server,
-            started_at,
+            started_at: now.wall,
             reload_error: None,
             waiters: Vec::new(),
             timer,
             armed: None,
-            next_watchdog: notifier
-                .watchdog_interval()
-                .map(|every| Instant::now() + every),
+            next_watchdog: notifier.watchdog_interval().map(|every| now.mono + every),
             notifier,
             last_status: (String::new(), None),
             signals,
@@ -184,37 +200,30 @@ impl Daemon {
             signalled: HashSet::new(),
             watch,
             limiter: Limiter::default(),
-            metrics: Metrics::new(started_at),
+            metrics: Metrics::new(now.wall),
             metrics_file: config.metrics_file.clone().map(MetricsFile::new),
-            config,
+            config: Rc::new(config),
         })
     }
 
-    /// Run until shut down by a signal.
+    /// Run until shut down by a signal. Each turn reads the clock once: what was ready
+    /// is handled, what is due is done, then `poll` waits for the next thing.
     pub fn run(mut self) -> Result<(), DaemonError> {
-        self.catch_up();
+        let now = Now::read();
+        self.catch_up(now);
         self.arm()?;
         self.notifier
             .send(&format!("READY=1\nSTATUS={}", self.summary()));
+        let mut ready = Ready::default();
         loop {
-            let now = Instant::now();
+            let now = Now::read();
+            self.handle(ready, now)?;
             self.supervisor.tick(now);
-            self.server.expire(now);
-            self.server.report_evicted(now);
-            self.tell_systemd(now);
-            self.spool.tick(Utc::now(), now, &self.config);
-            // A file that could not start frees its worker at once: dispatch again
-            // until every start has been tried.
-            loop {
-                self.spool.dispatch(&mut self.supervisor, &self.config, now);
-                let unstarted = self.supervisor.take_unstarted();
-                if unstarted.is_empty() {
-                    break;
-                }
-                for ended in unstarted {
-                    self.on_ended(ended);
-                }
-            }
+            self.server.expire(now.mono);
+            self.server.report_evicted(now.mono);
+            self.tell_systemd(now.mono);
+            self.spool.tick(now.wall, now.mono, &self.config);
+            self.start_files(now);
             self.write_metrics(now);
             self.arm()?;
             if self.advance_shutdown(now) {
@@ -226,63 +235,50 @@ impl Daemon {
                 info!("jobd stopped");
                 return Ok(());
             }
-            let ready = self.wait(now)?;
-            if ready.timer {
-                self.on_timer()?;
-            }
-            if ready.signals {
-                self.on_signals()?;
-            }
-            if ready.spool {
-                self.spool.on_events(&self.config);
-            }
-            let now = Instant::now();
-            if ready.listener {
-                self.server.accept(now);
-            }
-            for client in ready.clients {
-                if let Some(incoming) = self.server.ready(client, now) {
-                    self.on_request(incoming)?;
-                }
-            }
-            let now = Instant::now();
-            for (key, stream) in ready.pipes {
-                self.supervisor.read_output(key, stream, now);
-            }
+            ready = self.wait(now.mono)?;
         }
     }
 
-    /// One poll. Returns what is ready.
+    /// Act on what the last `poll` found ready.
+    fn handle(&mut self, ready: Ready, now: Now) -> Result<(), DaemonError> {
+        if ready.timer {
+            self.on_timer(now)?;
+        }
+        if ready.signals {
+            self.on_signals(now)?;
+        }
+        if ready.spool {
+            self.spool.on_events(&self.config);
+        }
+        if ready.listener {
+            self.server.accept(now.mono);
+        }
+        for client in ready.clients {
+            if let Some(incoming) = self.server.ready(client, now.mono) {
+                self.on_request(incoming, now)?;
+            }
+        }
+        for (key, stream) in ready.pipes {
+            self.supervisor.read_output(key, stream, now);
+        }
+        Ok(())
+    }
+
+    /// One poll, until the earliest deadline. Returns what is ready.
     fn wait(&self, now: Instant) -> Result<Ready, DaemonError> {
-        let mut deadline = self.supervisor.next_deadline();
-        if let Some(spool) = self.spool.next_deadline() {
-            deadline = earliest(deadline, spool);
-        }
-        if let Some(client) = self.server.next_deadline() {
-            deadline = earliest(deadline, client);
-        }
-        if let Some(watchdog) = self.next_watchdog {
-            deadline = earliest(deadline, watchdog);
-        }
-        if let Some(metrics) = self
-            .metrics_file
-            .as_ref()
-            .and_then(MetricsFile::next_deadline)
-        {
-            deadline = earliest(deadline, metrics);
-        }
-        match self.phase {
-            Phase::Running => {}
-            // Once the grace is over (or a second signal cut it short) it is no
-            // deadline any more: in the past, it would make poll spin until the jobs end.
-            Phase::Draining { until, signals } if signals < 2 && until > now => {
-                deadline = earliest(deadline, until)
-            }
-            Phase::Draining { .. } => {}
-            Phase::Orphans { kill_at } => {
-                deadline = earliest(deadline, kill_at.min(now + ORPHAN_SCAN))
-            }
-        }
+        let deadline = [
+            self.supervisor.next_deadline(),
+            self.spool.next_deadline(),
+            self.server.next_deadline(),
+            self.next_watchdog,
+            self.metrics_file
+                .as_ref()
+                .and_then(MetricsFile::next_deadline),
+            self.shutdown_deadline(now),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let timeout = match deadline {
             None => PollTimeout::NONE,
             // Rounded up: waking a little after a deadline is fine, before it is a spin.
@@ -292,22 +288,21 @@ impl Daemon {
                 PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)
             }
         };
-        let pipes: Vec<_> = self.supervisor.pipes().collect();
-        let mut fds = Vec::with_capacity(4 + pipes.len());
-        fds.push(PollFd::new(self.timer.fd(), PollFlags::POLLIN));
-        fds.push(PollFd::new(self.signals.fd(), PollFlags::POLLIN));
-        fds.push(PollFd::new(self.spool.fd(), PollFlags::POLLIN));
-        let control = self.server.fds(now);
-        fds.extend(
-            control
-                .iter()
-                .map(|(_, fd, flags)| PollFd::new(*fd, *flags)),
-        );
-        fds.extend(
-            pipes
-                .iter()
-                .map(|(_, _, fd)| PollFd::new(*fd, PollFlags::POLLIN)),
-        );
+        let mut slots = Vec::new();
+        let mut fds = Vec::new();
+        let mut add = |slot, fd, flags| {
+            slots.push(slot);
+            fds.push(PollFd::new(fd, flags));
+        };
+        add(Slot::Timer, self.timer.fd(), PollFlags::POLLIN);
+        add(Slot::Signals, self.signals.fd(), PollFlags::POLLIN);
+        add(Slot::Spool, self.spool.fd(), PollFlags::POLLIN);
+        for (client, fd, flags) in self.server.fds(now) {
+            add(client.map_or(Slot::Listener, Slot::Client), fd, flags);
+        }
+        for (key, stream, fd) in self.supervisor.pipes() {
+            add(Slot::Pipe(key, stream), fd, PollFlags::POLLIN);
+        }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => {
@@ -317,62 +312,28 @@ impl Daemon {
                 });
             }
         }
-        let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-        Ok(Ready {
-            timer: ready(&fds[0]),
-            signals: ready(&fds[1]),
-            spool: ready(&fds[2]),
-            listener: ready(&fds[3]),
-            clients: control[1..]
-                .iter()
-                .zip(&fds[4..])
-                .filter(|(_, fd)| ready(fd))
-                .filter_map(|((id, _, _), _)| *id)
-                .collect(),
-            pipes: pipes
-                .iter()
-                .zip(&fds[3 + control.len()..])
-                .filter(|(_, fd)| ready(fd))
-                .map(|((key, stream, _), _)| (*key, *stream))
-                .collect(),
-        })
-    }
-
-    /// Jobs with `catch_up: once` that missed instants while jobd was down run once now.
-    fn catch_up(&mut self) {
-        let now = Utc::now();
-        let mono = Instant::now();
-        for job in self
-            .config
-            .jobs
-            .iter()
-            .filter(|j| j.enabled && j.catch_up == CatchUp::Once)
-        {
-            let last = self
-                .supervisor
-                .history()
-                .last(&job.name)
-                .and_then(|run| DateTime::parse_from_rfc3339(&run.scheduled_at).ok())
-                .map(|at| at.to_utc());
-            if let Some(due) = scheduler::catch_up(job, last, now) {
-                info!(
-                    "{}: catching up on {} instant{} missed while jobd was down (catch_up: once)",
-                    job.name,
-                    due.missed + 1,
-                    plural(due.missed as usize + 1)
-                );
-                let fired = self.supervisor.fire(job, due.instant, 0, mono);
-                self.metrics
-                    .skipped(&job.name, Skip::Overlap, fired.dropped);
+        let mut ready = Ready::default();
+        for (slot, fd) in slots.into_iter().zip(&fds) {
+            if fd.revents().is_none_or(|r| r.is_empty()) {
+                continue;
+            }
+            match slot {
+                Slot::Timer => ready.timer = true,
+                Slot::Signals => ready.signals = true,
+                Slot::Spool => ready.spool = true,
+                Slot::Listener => ready.listener = true,
+                Slot::Client(id) => ready.clients.push(id),
+                Slot::Pipe(key, stream) => ready.pipes.push((key, stream)),
             }
         }
+        Ok(ready)
     }
 
-    fn on_timer(&mut self) -> Result<(), DaemonError> {
+    fn on_timer(&mut self, now: Now) -> Result<(), DaemonError> {
         match self.timer.read().map_err(system("read the timerfd"))? {
             Fired::Nothing => return Ok(()),
             Fired::ClockChanged => {
-                info!("the system clock was set; re-planning from {}", Utc::now());
+                info!("the system clock was set; re-planning from {}", now.wall);
             }
             Fired::Expired => {}
         }
@@ -380,190 +341,24 @@ impl Daemon {
         // runs now, collapsed; instants already run never run again.
         self.armed = None;
         if self.phase == Phase::Running {
-            let now = Instant::now();
-            for due in self.plan.due(Utc::now()) {
-                if let Some(job) = self.config.job(&due.job) {
-                    let fired = self.supervisor.fire(job, due.instant, due.missed, now);
-                    self.metrics.skipped(&job.name, Skip::Missed, due.missed);
-                    self.metrics
-                        .skipped(&job.name, Skip::Overlap, fired.dropped);
-                }
-            }
-            let wall = Utc::now();
-            for alert in self.watch.due(wall) {
-                warn!(
-                    "{}: overdue: no success for {} (alert_after)",
-                    alert.job,
-                    crate::leaf::duration::format(Duration::from_secs(
-                        (wall - alert.since).num_seconds().max(0) as u64
-                    ))
-                );
-                self.metrics.became_overdue();
-                self.failed(Failure::overdue(&alert.job, alert.since, wall), false);
-            }
+            self.fire_due(now);
+            self.alert_overdue(now);
         }
         self.arm()
     }
 
-    fn on_signals(&mut self) -> Result<(), DaemonError> {
+    fn on_signals(&mut self, now: Now) -> Result<(), DaemonError> {
         let pending = self.signals.take();
         if pending.child {
-            self.reap();
+            self.reap(now);
         }
         if pending.reload {
-            self.reload()?;
+            self.reload_with(false, now)?;
         }
         if pending.shutdown {
-            self.on_shutdown_signal();
+            self.on_shutdown_signal(now);
         }
         Ok(())
-    }
-
-    fn on_ended(&mut self, ended: Ended) {
-        let record = &ended.record;
-        let failed_for_good = match &ended.origin {
-            Origin::Spool(file) => self.spool.ended(file, record, &self.config, Instant::now()),
-            Origin::Job => !record.outcome.success() && !ended.stopped_by_policy,
-            // A hook's failure is logged, and never runs another hook.
-            Origin::Hook(_) => false,
-        };
-        if !matches!(ended.origin, Origin::Hook(_)) {
-            self.metrics.ended(record);
-        }
-        if ended.origin == Origin::Job && record.outcome.success() {
-            self.watch.succeeded(&record.job, record.ended_at);
-        }
-        if failed_for_good {
-            self.failed(Failure::of_run(record), true);
-        }
-        let run_id = &ended.record.run_id;
-        let now = Instant::now();
-        let (answered, waiting): (Vec<_>, Vec<_>) =
-            self.waiters.drain(..).partition(|(_, id)| id == run_id);
-        self.waiters = waiting;
-        for (client, _) in answered {
-            let body = Body::Run(RunAnswer {
-                decision: "started".to_string(),
-                run_id: Some(run_id.clone()),
-                ended: Some(ended.record.info()),
-            });
-            self.server.respond(client, body, now);
-        }
-    }
-
-    /// A run failed for good, or a job is overdue: run its `on_failure`, unless one is
-    /// running for it, one ran less than `repeat_after` ago (when `limit`), or jobd is
-    /// shutting down.
-    fn failed(&mut self, failure: Failure, limit: bool) {
-        if self.phase != Phase::Running {
-            return;
-        }
-        let (hook, run) = match (
-            self.config.job(&failure.job),
-            self.config.task(&failure.job),
-        ) {
-            (Some(job), _) => (job.on_failure.as_ref(), &job.run),
-            (None, Some(task)) => (task.on_failure.as_ref(), &task.run),
-            (None, None) => return,
-        };
-        let Some(hook) = hook else { return };
-        let name = failure.job.clone();
-        // One hook per job at a time, whatever repeat_after says: a job failing
-        // every few milliseconds must not start thousands of them.
-        let verdict = if self.supervisor.hook_running(&name) {
-            self.limiter.suppress(&name)
-        } else {
-            self.limiter
-                .failed(&name, hook.repeat_after, limit, failure.at)
-        };
-        let Verdict::Run { suppressed } = verdict else {
-            info!(
-                "{name}: on_failure not run: one is running, or one ran less than {} ago \
-                 (repeat_after); counted",
-                crate::leaf::duration::format(hook.repeat_after)
-            );
-            self.metrics.hook(&name, false);
-            return;
-        };
-        self.metrics.hook(&name, true);
-        let spec = hooks::spec(hook, run, self.config.dir());
-        let vars = failure.vars(suppressed);
-        let stdin = failure.stdin();
-        let run_name = hooks::run_name(&name);
-        self.supervisor.launch(
-            Launch {
-                name: &run_name,
-                spec: &spec,
-                extra: crate::adapter::process::Extra {
-                    args: &[],
-                    env: Some(&vars),
-                },
-                stdin: Some(&stdin),
-                scheduled_at: failure.at,
-                attempt: 1,
-                origin: Origin::Hook(name.clone()),
-            },
-            Instant::now(),
-        );
-    }
-
-    /// Rewrite the metrics file if something changed and the last write is old enough.
-    fn write_metrics(&mut self, now: Instant) {
-        let Some(file) = &mut self.metrics_file else {
-            return;
-        };
-        if self.metrics.version() != file.version() {
-            file.changed(self.metrics.version());
-        }
-        if !file.due(now) {
-            return;
-        }
-        // Counted only when the file is written anyway: they never wake jobd.
-        for (job, count) in self.plan.passed_disabled(Utc::now()) {
-            self.metrics.skipped(&job, Skip::Disabled, count);
-        }
-        file.changed(self.metrics.version());
-        let (queued, delayed, running, retrying) = self.spool.counts();
-        let (done_total, failed_total) = self.spool.finished();
-        let counts = SpoolCounts {
-            queued,
-            delayed,
-            running,
-            retrying,
-            done_total,
-            failed_total,
-        };
-        let wall = Utc::now();
-        let (metrics, config, watch) = (&self.metrics, &self.config, &self.watch);
-        file.flush(now, || {
-            metrics.render(config, |job| watch.is_overdue(job, wall), counts)
-        });
-    }
-
-    /// Reap every child that has ended: one SIGCHLD may stand for many.
-    fn reap(&mut self) {
-        loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
-                Ok(status) => {
-                    let Some(pid) = status.pid() else { continue };
-                    let now = Instant::now();
-                    match self.supervisor.exited(pid, status, &self.config.jobs, now) {
-                        Some(ended) => self.on_ended(ended),
-                        None => info!("reaped adopted orphan pid {pid}: {}", describe(status)),
-                    }
-                }
-                Err(Errno::EINTR) => continue,
-                Err(e) => {
-                    error!("waitpid failed: {e}");
-                    return;
-                }
-            }
-        }
-    }
-
-    fn reload(&mut self) -> Result<(), DaemonError> {
-        self.reload_with(false).map(|_| ())
     }
 
     /// A one-line summary for systemd's STATUS=.
@@ -604,300 +399,39 @@ impl Daemon {
         }
     }
 
-    /// Re-read the jobfile; apply it unless `dry_run`. A broken jobfile changes nothing.
-    fn reload_with(&mut self, dry_run: bool) -> Result<ReloadAnswer, DaemonError> {
-        if self.phase != Phase::Running {
-            return Ok(refused("jobd is shutting down".to_string()));
-        }
-        let loaded = config::reload(
-            &self.jobfile,
-            self.environment.as_deref(),
-            &self.host,
-            Some(&self.config),
-        );
-        let config = match loaded {
-            Ok(config) => config,
-            Err(err) => {
-                let error = err.to_string();
-                if !dry_run {
-                    error!("reload refused, keeping the running configuration:\n{error}");
-                    self.reload_error = Some(error.clone());
-                    self.metrics.reloaded(false);
-                }
-                return Ok(refused(error));
-            }
+    /// Rewrite the metrics file if something changed and the last write is old enough.
+    fn write_metrics(&mut self, now: Now) {
+        let Some(file) = &mut self.metrics_file else {
+            return;
         };
-        let mut answer = answer::reload_diff(&self.config, &config);
-        if dry_run {
-            // What `apply` would refuse, a dry run refuses too.
-            if let Err(err) = Spool::check(&config) {
-                return Ok(refused(err.to_string()));
-            }
-            return Ok(answer);
+        if self.metrics.version() != file.version() {
+            file.changed(self.metrics.version());
         }
-        // Between RELOADING=1 and READY=1 systemd holds other reloads back.
-        self.notifier.reloading();
-        let applied = self.apply(config, &mut answer);
-        self.notifier.send("READY=1");
-        applied?;
-        Ok(answer)
-    }
-
-    fn apply(&mut self, config: Config, answer: &mut ReloadAnswer) -> Result<(), DaemonError> {
-        if let Err(err) = self.spool.reload(&config) {
-            let error = err.to_string();
-            error!("reload refused, keeping the running configuration: {error}");
-            self.reload_error = Some(error.clone());
-            *answer = refused(error);
-            self.metrics.reloaded(false);
-            return Ok(());
+        if !file.due(now.mono) {
+            return;
         }
-        let now = Utc::now();
-        self.plan.reload(&config, now);
-        let history = self.supervisor.history();
-        self.watch
-            .reload(&config, |job| history.last_success(job), now);
-        if config.removed_jobs == RemovedJobs::Stop {
-            for job in self
-                .config
-                .jobs
-                .iter()
-                .filter(|j| config.job(&j.name).is_none())
-            {
-                self.supervisor.stop_job(
-                    &job.name,
-                    "removed from the jobfile (removed_jobs: stop)",
-                    Instant::now(),
-                );
-            }
+        // Counted only when the file is written anyway: they never wake jobd.
+        for (job, count) in self.plan.passed_disabled(now.wall) {
+            self.metrics.skipped(&job, Skip::Disabled, count);
         }
-        if config.metrics_file != self.config.metrics_file {
-            // node_exporter would go on reading the old file's last values.
-            if let Some(old) = &self.metrics_file {
-                let _ = std::fs::remove_file(old.path());
-            }
-            self.metrics_file = config.metrics_file.clone().map(MetricsFile::new);
-        }
-        info!(
-            "reloaded {}: {} jobs, {} tasks; added: [{}], removed: [{}], changed: [{}]",
-            config.file.display(),
-            config.jobs.len(),
-            config.tasks.len(),
-            answer.added.join(", "),
-            answer.removed.join(", "),
-            answer.changed.join(", ")
-        );
-        self.config = config;
-        self.reload_error = None;
-        self.metrics.reloaded(true);
-        self.armed = None;
-        self.arm()?;
-        answer.applied = true;
-        Ok(())
-    }
-
-    /// A request from jobctl. Most are answered at once; `run --wait` when the run ends.
-    fn on_request(&mut self, incoming: Incoming) -> Result<(), DaemonError> {
-        let now = Instant::now();
-        let body = match incoming.request.command {
-            Command::Status => Body::Status(self.status()),
-            Command::History { job, limit } => match job {
-                Some(name) if !self.knows(&name) => {
-                    error_body(answer::unknown_job(&self.config, &name))
-                }
-                job => Body::History {
-                    runs: self.supervisor.history().recent(job.as_deref(), limit),
-                },
-            },
-            Command::Next { job, count } => {
-                match answer::next(&self.config, &self.plan, job.as_deref(), count) {
-                    Ok(instants) => Body::Next { instants },
-                    Err(message) => error_body(message),
-                }
-            }
-            Command::Reload { dry_run } => Body::Reload(self.reload_with(dry_run)?),
-            Command::Run { job, wait } => match self.run_now(&job, now) {
-                Err(message) => error_body(message),
-                Ok((_, Some(run_id))) if wait => {
-                    self.waiters.push((incoming.client, run_id));
-                    return Ok(());
-                }
-                Ok((decision, run_id)) => Body::Run(RunAnswer {
-                    decision,
-                    run_id,
-                    ended: None,
-                }),
-            },
-        };
-        self.server.respond(incoming.client, body, now);
-        Ok(())
-    }
-
-    /// Whether `name` is a job's or task's, or their hook's, for `jobctl history`.
-    fn knows(&self, name: &str) -> bool {
-        let known =
-            |name: &str| self.config.job(name).is_some() || self.config.task(name).is_some();
-        known(name) || name.strip_suffix(hooks::RUN_SUFFIX).is_some_and(known)
-    }
-
-    /// `jobctl run JOB`: an instant of the job, now, under its overlap policy.
-    fn run_now(&mut self, name: &str, now: Instant) -> Result<(String, Option<String>), String> {
-        if self.phase != Phase::Running {
-            return Err("jobd is shutting down".to_string());
-        }
-        let job = self
-            .config
-            .job(name)
-            .ok_or_else(|| answer::unknown_job(&self.config, name))?;
-        if !job.enabled {
-            return Err(format!(
-                "job `{name}` is disabled in this environment (it runs only in: {})",
-                job.environments.as_deref().unwrap_or_default().join(", ")
-            ));
-        }
-        info!("{name}: run requested through the control socket");
-        let Fate {
-            decision,
-            run_id,
-            dropped,
-        } = self.supervisor.fire(job, Utc::now(), 0, now);
-        self.metrics.skipped(name, Skip::Overlap, dropped);
-        let decision = match decision {
-            Decision::Start if run_id.is_none() => {
-                let reason = self
-                    .supervisor
-                    .history()
-                    .last(name)
-                    .map(|run| run.message.clone())
-                    .unwrap_or_default();
-                return Err(format!("job `{name}` {reason}"));
-            }
-            Decision::Start => "started",
-            Decision::Skip => "skipped",
-            Decision::Queue => "queued",
-            Decision::Replace => "replacing",
-        };
-        Ok((decision.to_string(), run_id))
-    }
-
-    fn status(&self) -> Status {
+        file.changed(self.metrics.version());
         let (queued, delayed, running, retrying) = self.spool.counts();
-        Status {
-            daemon: Some(answer::daemon_info(&self.config, self.started_at)),
-            reload_error: self.reload_error.clone(),
-            problems: self
-                .supervisor
-                .history()
-                .problem()
-                .map(str::to_string)
-                .into_iter()
-                .chain(self.spool.problems())
-                .chain(
-                    self.metrics_file
-                        .as_ref()
-                        .and_then(MetricsFile::problem)
-                        .map(str::to_string),
-                )
-                .collect(),
-            jobs: answer::jobs(
-                &self.config,
-                Some(&self.plan),
-                self.supervisor.history(),
-                |job| self.supervisor.running_of(job),
-                |job| self.watch.is_overdue(job, Utc::now()),
-            ),
-            spool: Some(SpoolStatus {
-                dir: self.config.spool.dir.display().to_string(),
-                queued,
-                delayed,
-                running,
-                retrying,
-                failed_recently: self.spool.failed_recently(),
-            }),
-        }
+        let (done_total, failed_total) = self.spool.finished();
+        let counts = SpoolCounts {
+            queued,
+            delayed,
+            running,
+            retrying,
+            done_total,
+            failed_total,
+        };
+        let (metrics, config, watch) = (&self.metrics, &self.config, &self.watch);
+        file.flush(now.mono, || {
+            metrics.render(config, |job| watch.is_overdue(job, now.wall), counts)
+        });
     }
 
-    fn on_shutdown_signal(&mut self) {
-        let now = Instant::now();
-        match self.phase {
-            Phase::Running => {
-                self.notifier.send("STOPPING=1");
-                let grace = self.config.shutdown_grace;
-                info!(
-                    "shutting down: waiting up to {} for {} running job{}",
-                    crate::leaf::duration::format(grace),
-                    self.supervisor.running(),
-                    plural(self.supervisor.running())
-                );
-                self.supervisor.forget_pending();
-                self.spool.stop();
-                self.plan = Plan::default();
-                self.watch = Watch::default();
-                self.phase = Phase::Draining {
-                    until: now + grace,
-                    signals: 1,
-                };
-            }
-            Phase::Draining { signals: 1, .. } => {
-                info!("second shutdown signal: stopping the running jobs now");
-                self.supervisor.stop_all(now);
-                self.phase = Phase::Draining {
-                    until: now,
-                    signals: 2,
-                };
-            }
-            Phase::Draining { .. } | Phase::Orphans { .. } => {
-                warn!("another shutdown signal: killing everything now");
-                self.supervisor.kill_all();
-                self.kill_orphans(Signal::SIGKILL);
-            }
-        }
-    }
-
-    /// Move the shutdown along; true when jobd may exit.
-    fn advance_shutdown(&mut self, now: Instant) -> bool {
-        match self.phase {
-            Phase::Running => false,
-            Phase::Draining { until, signals } => {
-                if self.supervisor.running() > 0 {
-                    if now >= until && signals < 2 {
-                        self.supervisor.stop_all(now);
-                        self.phase = Phase::Draining { until, signals: 2 };
-                    }
-                    return false;
-                }
-                self.supervisor.kill_all();
-                self.phase = Phase::Orphans {
-                    kill_at: now + DEFAULT_KILL_GRACE,
-                };
-                self.advance_shutdown(now)
-            }
-            Phase::Orphans { kill_at } => {
-                self.reap();
-                let signal = if now >= kill_at {
-                    Signal::SIGKILL
-                } else {
-                    Signal::SIGTERM
-                };
-                self.kill_orphans(signal) == 0 && !self.supervisor.has_lingering()
-            }
-        }
-    }
-
-    /// Signal every remaining child of jobd (adopted orphans, by now); SIGTERM goes to
-    /// each once. Returns how many children remain.
-    fn kill_orphans(&mut self, signal: Signal) -> usize {
-        let children = children_of(Pid::this());
-        for &pid in &children {
-            if signal == Signal::SIGTERM && !self.signalled.insert(pid) {
-                continue;
-            }
-            info!("stopping adopted orphan pid {pid} with {signal}");
-            let _ = kill(pid, signal);
-        }
-        children.len()
-    }
-
+    /// Set the wall-clock timer to the next instant, delayed file or overdue check.
     fn arm(&mut self) -> Result<(), DaemonError> {
         let next = [
             self.plan.next_deadline(),
@@ -913,64 +447,6 @@ impl Daemon {
         }
         Ok(())
     }
-}
-
-struct Ready {
-    timer: bool,
-    signals: bool,
-    spool: bool,
-    listener: bool,
-    clients: Vec<u64>,
-    pipes: Vec<(u64, Stream)>,
-}
-
-fn error_body(message: String) -> Body {
-    Body::Error { message }
-}
-
-fn refused(error: String) -> ReloadAnswer {
-    ReloadAnswer {
-        applied: false,
-        error: Some(error),
-        added: Vec::new(),
-        removed: Vec::new(),
-        changed: Vec::new(),
-    }
-}
-
-fn earliest(a: Option<Instant>, b: Instant) -> Option<Instant> {
-    Some(a.map_or(b, |a| a.min(b)))
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
-fn describe(status: WaitStatus) -> String {
-    match status {
-        WaitStatus::Exited(_, code) => format!("exited with code {code}"),
-        WaitStatus::Signaled(_, signal, _) => format!("killed by {}", signal_name(signal as i32)),
-        other => format!("{other:?}"),
-    }
-}
-
-/// The processes whose parent is `parent`, from /proc.
-fn children_of(parent: Pid) -> Vec<Pid> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // The name in parentheses may hold spaces: fields count from the last ')'.
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
-                == Some(parent.as_raw())
-        })
-        .map(Pid::from_raw)
-        .collect()
 }
 
 /// Four random bytes, so that run ids from different starts of jobd differ.

@@ -56,7 +56,7 @@ pub fn summary(config: &Config) -> String {
         "{}: ok: {} job{}",
         config.file.display(),
         enabled,
-        if enabled == 1 { "" } else { "s" }
+        crate::leaf::words::plural(enabled)
     );
     if disabled > 0 {
         let _ = write!(line, " ({disabled} disabled)");
@@ -65,7 +65,7 @@ pub fn summary(config: &Config) -> String {
         line,
         ", {} task{}; {env}; time zone {}",
         config.tasks.len(),
-        if config.tasks.len() == 1 { "" } else { "s" },
+        crate::leaf::words::plural(config.tasks.len()),
         config.timezone.name()
     );
     line

@@ -5,7 +5,8 @@ use std::fmt::Write;
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 
-use crate::adapter::control::protocol::{NextInstant, RunInfo, Status};
+use crate::adapter::control::protocol::{NextInstant, Status};
+use crate::model::record::{RunInfo, Verdict};
 
 /// How to show instants and whether to colour.
 pub struct Style {
@@ -74,13 +75,12 @@ fn clock(at: DateTime<Utc>, style: &Style) -> String {
 
 /// What a run's outcome looks like in a narrow column.
 fn result(run: &RunInfo) -> String {
-    match (run.outcome.as_str(), run.exit_code, &run.signal) {
-        ("succeeded", _, _) => "ok".to_string(),
-        ("failed", Some(code), _) => format!("exit {code}"),
-        ("killed", _, Some(signal)) => signal.clone(),
-        ("timed_out", _, _) => "timeout".to_string(),
-        ("not_started", _, _) => "not started".to_string(),
-        (other, _, _) => other.to_string(),
+    match (run.outcome, run.exit_code, &run.signal) {
+        (Verdict::Success, _, _) => "ok".to_string(),
+        (Verdict::Failure, Some(code), _) => format!("exit {code}"),
+        (Verdict::Killed, _, Some(signal)) => signal.clone(),
+        (Verdict::SpawnError, _, _) => "not started".to_string(),
+        (other, _, _) => other.word().to_string(),
     }
 }
 
@@ -195,10 +195,10 @@ pub fn status(status: &Status, style: &Style) -> String {
                     millis(run.duration_ms)
                 );
                 let outcome = result(run);
-                let outcome = if run.outcome == "succeeded" {
-                    outcome
-                } else {
+                let outcome = if run.outcome.is_failure() {
                     style.red(&outcome)
+                } else {
+                    outcome
                 };
                 (ago, outcome)
             }
@@ -279,14 +279,14 @@ pub fn history(runs: &[RunInfo], style: &Style) -> String {
             scheduled,
             delay,
             millis(run.duration_ms),
-            if run.outcome == "succeeded" {
-                outcome
-            } else {
+            if run.outcome.is_failure() {
                 style.red(&outcome)
+            } else {
+                outcome
             },
             run.attempt.to_string(),
         ]);
-        if run.outcome != "succeeded" {
+        if run.outcome.is_failure() {
             outputs.push(run);
         }
     }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::machine::spool::layout::{Layout, sync_dir};
+use crate::leaf::files::sync_dir;
+use crate::machine::spool::layout::Layout;
 use crate::machine::spool::request;
 use crate::model::config::Config;
 

@@ -1,22 +1,23 @@
-//! Running jobs: starting them under their overlap policy, their output, their timeouts,
-//! their end. The event loop feeds it events; it never blocks.
+//! Running processes: starting them through a spawner, their output, their timeouts,
+//! stopping them, and what their end was. Which instant runs, and what a run's end
+//! means, is for the daemon: the supervisor only runs what it is given.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use log::{error, info, warn};
 use nix::sys::signal::Signal;
-use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
 
-use crate::adapter::process::{self, Extra, signal_group};
-use crate::adapter::state::History;
-use crate::leaf::duration;
+use crate::adapter::process::SpawnRequest;
+use crate::adapter::spawner::Spawner;
+use crate::leaf::now::Now;
 use crate::leaf::output::{Lines, LogBudget, Tail};
-use crate::model::config::{Job, OnOverlap, RunSpec};
-use crate::model::record::{Outcome, RunRecord};
+use crate::leaf::{duration, timestamp};
+use crate::model::config::RunSpec;
+use crate::model::record::{ExitStatus, Outcome, RunRecord, Stop};
 
 /// Output read from one pipe per wake-up: a flooding child gets its turn, then the
 /// loop goes back to the timer and the other children.
@@ -30,36 +31,7 @@ pub enum Stream {
     Stderr,
 }
 
-/// What to do with an instant that has come, given what is already running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Start,
-    Skip,
-    /// Keep it pending (replacing any older pending instant) until a run ends.
-    Queue,
-    /// Stop the oldest running instance; start this one when it has ended.
-    Replace,
-}
-
-/// The one place that decides whether an instant of a job runs now. A later shared
-/// (multi-host) mode claims the instant here before it starts.
-pub fn decide(job: &Job, running: usize) -> Decision {
-    if running < job.max_instances as usize {
-        return Decision::Start;
-    }
-    match job.on_overlap {
-        OnOverlap::Skip => Decision::Skip,
-        OnOverlap::Queue => Decision::Queue,
-        OnOverlap::Replace => Decision::Replace,
-    }
-}
-
-struct Pipe {
-    fd: OwnedFd,
-    lines: Lines,
-}
-
-/// Where a run came from: what to do when it ends.
+/// Where a run came from: what its end means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     /// A scheduled job (or a `jobctl run`).
@@ -70,23 +42,17 @@ pub enum Origin {
     Hook(String),
 }
 
-/// What became of an instant handed to `fire`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fate {
-    pub decision: Decision,
-    /// The run started, if one did.
-    pub run_id: Option<String>,
-    /// Instants that will not run because of an overlap: this one when skipped, or an
-    /// older pending one it replaced.
-    pub dropped: u64,
-}
-
 /// What to start.
 pub struct Launch<'a> {
     /// The job's or the task's name.
     pub name: &'a str,
     pub spec: &'a RunSpec,
-    pub extra: Extra<'a>,
+    /// Arguments and variables a spool file or a hook adds.
+    pub args: &'a [String],
+    pub env: Option<&'a BTreeMap<String, String>>,
+    /// jobd's variables besides `JOBD_JOB`, `JOBD_RUN_ID`, `JOBD_SCHEDULED_AT` and
+    /// `JOBD_ATTEMPT` (the spool's).
+    pub vars: Vec<(&'static str, String)>,
     /// What the process reads on stdin (else /dev/null).
     pub stdin: Option<&'a [u8]>,
     pub scheduled_at: DateTime<Utc>,
@@ -94,13 +60,47 @@ pub struct Launch<'a> {
     pub origin: Origin,
 }
 
-/// A run that has ended, with where it came from.
+/// A run that has ended (or never started), with where it came from.
 #[derive(Debug)]
 pub struct Ended {
     pub origin: Origin,
     pub record: RunRecord,
-    /// jobd stopped it by policy (on_overlap: replace, removed_jobs: stop).
-    pub stopped_by_policy: bool,
+}
+
+/// Where a run is in its life. Each state says what comes next and when; a new state
+/// is a compile error until every `match` below handles it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Life {
+    /// Running on its own; its timeout (if any) sends SIGTERM at `deadline`.
+    Running { deadline: Option<Instant> },
+    /// jobd sent SIGTERM for `why`; SIGKILL follows at `kill_at`.
+    Stopping { why: Stop, kill_at: Instant },
+    /// jobd sent SIGKILL for `why`; only its end is left.
+    Killed { why: Stop },
+}
+
+impl Life {
+    /// Why jobd stopped it, if it did.
+    fn stopped(self) -> Option<Stop> {
+        match self {
+            Life::Running { .. } => None,
+            Life::Stopping { why, .. } | Life::Killed { why } => Some(why),
+        }
+    }
+
+    /// When something is due for this run.
+    fn deadline(self) -> Option<Instant> {
+        match self {
+            Life::Running { deadline } => deadline,
+            Life::Stopping { kill_at, .. } => Some(kill_at),
+            Life::Killed { .. } => None,
+        }
+    }
+}
+
+struct Pipe {
+    fd: OwnedFd,
+    lines: Lines,
 }
 
 struct Run {
@@ -113,55 +113,57 @@ struct Run {
     scheduled_at: DateTime<Utc>,
     started_at: DateTime<Utc>,
     kill_grace: Duration,
-    /// When the timeout sends SIGTERM.
-    deadline: Option<Instant>,
-    /// When SIGKILL follows a SIGTERM jobd sent.
-    kill_at: Option<Instant>,
-    timed_out: bool,
-    /// jobd stopped it by policy (on_overlap: replace, removed_jobs: stop): its end is
-    /// no failure of the job's own.
-    stopped_by_policy: bool,
+    life: Life,
     stdout: Option<Pipe>,
     stderr: Option<Pipe>,
     budget: LogBudget,
     tail: Tail,
 }
 
-/// A process group whose leader has ended while other members lived on: they got
-/// SIGTERM and get SIGKILL at `kill_at`.
+/// A process group whose leader has ended (or that escaped its run's group) while
+/// processes lived on in it: they got SIGTERM and get SIGKILL at `kill_at`.
 struct Lingering {
     pgid: Pid,
     kill_at: Instant,
 }
 
-pub struct Supervisor {
+/// Which runs a stop is for.
+#[derive(Debug, Clone, Copy)]
+pub enum Which<'a> {
+    /// Every run of this scheduled job.
+    Job(&'a str),
+    /// The oldest run of this scheduled job that is not being stopped already.
+    OldestOf(&'a str),
+    All,
+}
+
+pub struct Supervisor<S: Spawner> {
+    spawner: S,
     runs: Vec<Run>,
-    /// Per job, the instant waiting for a free slot (on_overlap queue or replace).
-    pending: HashMap<String, DateTime<Utc>>,
     lingering: Vec<Lingering>,
-    history: History,
-    /// Runs that could not start, for the loop to handle as ended runs.
-    unstarted: Vec<Ended>,
-    /// Run ids are `<boot>-<n>`: unique across restarts without a clock or a counter on disk.
+    /// Run ids are `<boot>-<n>`: unique across restarts without a clock or a counter
+    /// on disk.
     boot: u32,
     next_key: u64,
 }
 
-impl Supervisor {
-    pub fn new(boot: u32, history: History) -> Supervisor {
+impl<S: Spawner> Supervisor<S> {
+    pub fn new(spawner: S, boot: u32) -> Supervisor<S> {
         Supervisor {
+            spawner,
             runs: Vec::new(),
-            pending: HashMap::new(),
             lingering: Vec::new(),
-            history,
-            unstarted: Vec::new(),
             boot,
             next_key: 1,
         }
     }
 
-    pub fn history(&self) -> &History {
-        &self.history
+    /// The id of the next run: the only source of run ids. Taken before the process
+    /// exists, so that a record written before the spawn can name it.
+    pub fn next_id(&mut self) -> String {
+        let id = format!("{:08x}-{}", self.boot, self.next_key);
+        self.next_key += 1;
+        id
     }
 
     pub fn running(&self) -> usize {
@@ -176,130 +178,39 @@ impl Supervisor {
             .count()
     }
 
-    /// An instant of `job` has come (`missed` earlier ones collapsed into it).
-    pub fn fire(&mut self, job: &Job, instant: DateTime<Utc>, missed: u64, now: Instant) -> Fate {
-        if missed > 0 {
-            warn!(
-                "{}: woke late, {missed} earlier instant{} missed; running the one at {}",
-                job.name,
-                if missed == 1 { "" } else { "s" },
-                utc(instant)
-            );
-        }
-        let decision = decide(job, self.running_of(&job.name));
-        let mut dropped = 0;
-        match decision {
-            Decision::Start => {
-                return Fate {
-                    decision,
-                    run_id: self.start_job(job, instant, now),
-                    dropped,
-                };
-            }
-            Decision::Skip => {
-                dropped = 1;
-                info!(
-                    "{}: not starting the instant at {}: {} still running (on_overlap: skip)",
-                    job.name,
-                    utc(instant),
-                    self.running_of(&job.name)
-                )
-            }
-            Decision::Queue => dropped = self.queue(job, instant),
-            Decision::Replace => {
-                dropped = self.queue(job, instant);
-                let oldest = self
-                    .runs
-                    .iter_mut()
-                    .find(|r| r.job == job.name && r.origin == Origin::Job && r.kill_at.is_none());
-                if let Some(oldest) = oldest {
-                    info!(
-                        "{}[{}]: stopping it for the instant at {} (on_overlap: replace)",
-                        oldest.job,
-                        oldest.id,
-                        utc(instant)
-                    );
-                    oldest.stopped_by_policy = true;
-                    stop(oldest, now);
-                }
-            }
-        }
-        Fate {
-            decision,
-            run_id: None,
-            dropped,
-        }
+    /// Whether the `on_failure` hook of `job` is running.
+    pub fn hook_running(&self, job: &str) -> bool {
+        self.runs
+            .iter()
+            .any(|run| matches!(&run.origin, Origin::Hook(of) if of == job))
     }
 
-    /// Keep `instant` pending; 1 when it replaced an older pending one, else 0.
-    fn queue(&mut self, job: &Job, instant: DateTime<Utc>) -> u64 {
-        if let Some(older) = self.pending.insert(job.name.clone(), instant) {
-            info!(
-                "{}: the pending instant at {} is replaced by the one at {}",
-                job.name,
-                utc(older),
-                utc(instant)
-            );
-            1
-        } else {
-            info!(
-                "{}: the instant at {} waits until a running instance ends",
-                job.name,
-                utc(instant)
-            );
-            0
-        }
-    }
-
-    fn start_job(
-        &mut self,
-        job: &Job,
-        scheduled_at: DateTime<Utc>,
-        now: Instant,
-    ) -> Option<String> {
-        self.launch(
-            Launch {
-                name: &job.name,
-                spec: &job.run,
-                extra: Extra::default(),
-                stdin: None,
-                scheduled_at,
-                attempt: 1,
-                origin: Origin::Job,
-            },
-            now,
-        )
-    }
-
-    /// The id the next `launch` gives its run, for a record written before the process
-    /// exists (a crash in between must not leave a run nobody can name).
-    pub fn next_run_id(&self) -> String {
-        format!("{:08x}-{}", self.boot, self.next_key)
-    }
-
-    /// Start a run and return its id. A run that cannot start is logged, kept in the
-    /// history and handed to `take_unstarted` as an ended run.
-    pub fn launch(&mut self, launch: Launch, now: Instant) -> Option<String> {
+    /// Start run `id`. A run that cannot start is returned as ended, as any run's end.
+    pub fn launch(&mut self, id: String, launch: Launch, now: Now) -> Result<Pid, Box<Ended>> {
         let key = self.next_key;
-        let id = self.next_run_id();
         self.next_key += 1;
         let name = launch.name;
         let mut vars = vec![
             ("JOBD_JOB", name.to_string()),
             ("JOBD_RUN_ID", id.clone()),
-            ("JOBD_SCHEDULED_AT", child_time(launch.scheduled_at)),
+            ("JOBD_SCHEDULED_AT", timestamp::precise(launch.scheduled_at)),
             ("JOBD_ATTEMPT", launch.attempt.to_string()),
         ];
-        if let Origin::Spool(file) = &launch.origin {
-            vars.push(("JOBD_SPOOL_FILE", file.clone()));
-        }
-        let started_at = Utc::now();
-        match process::spawn(launch.spec, launch.extra, launch.stdin, &vars) {
+        vars.extend(launch.vars);
+        let request = SpawnRequest {
+            run_id: &id,
+            spec: launch.spec,
+            args: launch.args,
+            env: launch.env,
+            vars: &vars,
+            stdin: launch.stdin,
+        };
+        match self.spawner.spawn(&request) {
             Ok(spawned) => {
                 info!(
                     "{name}[{id}]: started pid {} for {}{}",
                     spawned.pid,
-                    utc(launch.scheduled_at),
+                    timestamp::short(launch.scheduled_at),
                     match &launch.origin {
                         Origin::Job | Origin::Hook(_) => String::new(),
                         Origin::Spool(file) => format!(
@@ -309,20 +220,20 @@ impl Supervisor {
                         ),
                     }
                 );
+                let pid = spawned.pid;
                 self.runs.push(Run {
                     key,
-                    id: id.clone(),
+                    id,
                     origin: launch.origin,
                     job: name.to_string(),
-                    pid: spawned.pid,
+                    pid,
                     attempt: launch.attempt,
                     scheduled_at: launch.scheduled_at,
-                    started_at,
+                    started_at: now.wall,
                     kill_grace: launch.spec.kill_grace,
-                    deadline: launch.spec.timeout.map(|t| now + t),
-                    kill_at: None,
-                    timed_out: false,
-                    stopped_by_policy: false,
+                    life: Life::Running {
+                        deadline: launch.spec.timeout.map(|t| now.mono + t),
+                    },
                     stdout: Some(Pipe {
                         fd: spawned.stdout,
                         lines: Lines::default(),
@@ -331,44 +242,30 @@ impl Supervisor {
                         fd: spawned.stderr,
                         lines: Lines::default(),
                     }),
-                    budget: LogBudget::new(now),
+                    budget: LogBudget::new(now.mono),
                     tail: Tail::default(),
                 });
-                Some(id)
+                Ok(pid)
             }
             Err(err) => {
                 error!("{name}[{id}]: {err}");
-                let record = RunRecord {
-                    job: name.to_string(),
-                    run_id: id,
-                    attempt: launch.attempt,
-                    scheduled_at: launch.scheduled_at,
-                    started_at,
-                    ended_at: started_at,
-                    outcome: Outcome::NotStarted(err.to_string()),
-                    output: Vec::new(),
-                };
-                self.history.push(record.info());
-                self.unstarted.push(Ended {
+                Err(Box::new(Ended {
                     origin: launch.origin,
-                    record,
-                    stopped_by_policy: false,
-                });
-                None
+                    record: RunRecord {
+                        job: name.to_string(),
+                        run_id: id,
+                        attempt: launch.attempt,
+                        scheduled_at: launch.scheduled_at,
+                        started_at: now.wall,
+                        ended_at: now.wall,
+                        outcome: Outcome::SpawnError {
+                            reason: err.to_string(),
+                        },
+                        output: Vec::new(),
+                    },
+                }))
             }
         }
-    }
-
-    /// Whether the `on_failure` hook of `job` is running.
-    pub fn hook_running(&self, job: &str) -> bool {
-        self.runs
-            .iter()
-            .any(|run| matches!(&run.origin, Origin::Hook(of) if of == job))
-    }
-
-    /// The runs that could not start since the last call.
-    pub fn take_unstarted(&mut self) -> Vec<Ended> {
-        std::mem::take(&mut self.unstarted)
     }
 
     /// Every open output pipe, to poll for readability.
@@ -387,26 +284,19 @@ impl Supervisor {
     }
 
     /// A pipe is readable (or closed): read one chunk and log its lines.
-    pub fn read_output(&mut self, key: u64, stream: Stream, now: Instant) {
+    pub fn read_output(&mut self, key: u64, stream: Stream, now: Now) {
         if let Some(run) = self.runs.iter_mut().find(|run| run.key == key) {
-            drain(run, stream, READ_CHUNK, now);
+            drain(run, stream, READ_CHUNK, now.mono);
         }
     }
 
-    /// A process ended. `None` when it is not one of the runs (an adopted orphan,
-    /// reaped and logged by the caller). A job's pending instant starts here.
-    pub fn exited(
-        &mut self,
-        pid: Pid,
-        status: WaitStatus,
-        jobs: &[Job],
-        now: Instant,
-    ) -> Option<Ended> {
+    /// A process ended. `None` when it is not one of the runs (an adopted orphan).
+    pub fn exited(&mut self, pid: Pid, status: ExitStatus, now: Now) -> Option<Ended> {
         let index = self.runs.iter().position(|run| run.pid == pid)?;
         let mut run = self.runs.swap_remove(index);
         for stream in [Stream::Stdout, Stream::Stderr] {
-            drain(&mut run, stream, FINAL_DRAIN, now);
-            close(&mut run, stream);
+            drain(&mut run, stream, FINAL_DRAIN, now.mono);
+            close(&mut run, stream, now.mono);
         }
         if let Some(dropped) = run.budget.flush() {
             warn!(
@@ -414,18 +304,8 @@ impl Supervisor {
                 run.job, run.id
             );
         }
-        let outcome = match status {
-            WaitStatus::Exited(_, code) if !run.timed_out => Outcome::Exited(code),
-            WaitStatus::Signaled(_, signal, _) if !run.timed_out => {
-                Outcome::Signaled(signal as i32)
-            }
-            WaitStatus::Signaled(_, signal, _) => Outcome::TimedOut {
-                signal: Some(signal as i32),
-            },
-            _ => Outcome::TimedOut { signal: None },
-        };
-        let ended_at = Utc::now();
-        let took = (ended_at - run.started_at).to_std().unwrap_or_default();
+        let outcome = Outcome::of_exit(status, run.life.stopped());
+        let took = (now.wall - run.started_at).to_std().unwrap_or_default();
         let message = format!("{}[{}]: {outcome} after {}", run.job, run.id, human(took));
         if outcome.success() {
             info!("{message}");
@@ -433,191 +313,189 @@ impl Supervisor {
             warn!("{message}");
         }
         // Whatever the leader left in its group is stopped too: a job is its whole group.
-        if signal_group(run.pid, Signal::SIGTERM) {
+        if self.spawner.signal_group(run.pid, Signal::SIGTERM) {
             warn!(
                 "{}[{}]: processes were left in its group; sent them SIGTERM",
                 run.job, run.id
             );
             self.lingering.push(Lingering {
                 pgid: run.pid,
-                kill_at: now + run.kill_grace,
+                kill_at: now.mono + run.kill_grace,
             });
-        }
-        let record = RunRecord {
-            job: run.job.clone(),
-            run_id: run.id,
-            attempt: run.attempt,
-            scheduled_at: run.scheduled_at,
-            started_at: run.started_at,
-            output: if outcome.success() {
-                Vec::new()
-            } else {
-                std::mem::take(&mut run.tail).into_lines()
-            },
-            ended_at,
-            outcome,
-        };
-        self.history.push(record.info());
-        if run.origin == Origin::Job {
-            match jobs.iter().find(|job| job.name == run.job) {
-                Some(job) => self.start_pending(job, now),
-                None => {
-                    self.pending.remove(&run.job);
-                }
-            }
         }
         Some(Ended {
             origin: run.origin,
-            record,
-            stopped_by_policy: run.stopped_by_policy,
+            record: RunRecord {
+                job: run.job,
+                run_id: run.id,
+                attempt: run.attempt,
+                scheduled_at: run.scheduled_at,
+                started_at: run.started_at,
+                output: if outcome.success() {
+                    Vec::new()
+                } else {
+                    run.tail.into_lines()
+                },
+                ended_at: now.wall,
+                outcome,
+            },
         })
-    }
-
-    fn start_pending(&mut self, job: &Job, now: Instant) {
-        if !job.enabled || self.running_of(&job.name) >= job.max_instances as usize {
-            return;
-        }
-        if let Some(instant) = self.pending.remove(&job.name) {
-            self.start_job(job, instant, now);
-        }
     }
 
     /// The next moment a timeout or a kill is due, for the loop's poll timeout.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let runs = self.runs.iter().flat_map(|run| [run.deadline, run.kill_at]);
+        let runs = self.runs.iter().map(|run| run.life.deadline());
         let lingering = self.lingering.iter().map(|l| Some(l.kill_at));
         runs.chain(lingering).flatten().min()
     }
 
     /// Carry out the timeouts and kills that are due.
-    pub fn tick(&mut self, now: Instant) {
-        let mut escaped = Vec::new();
-        for run in &mut self.runs {
-            if run.deadline.is_some_and(|d| d <= now) {
-                run.deadline = None;
-                warn!(
-                    "{}[{}]: timed out; sending SIGTERM to its process group",
-                    run.job, run.id
-                );
-                run.timed_out = true;
-                stop(run, now);
-                escaped.extend(escapees(run, now));
-            }
-            if run.kill_at.is_some_and(|at| at <= now) {
-                run.kill_at = None;
-                warn!(
-                    "{}[{}]: still running {} after SIGTERM; sending SIGKILL",
-                    run.job,
-                    run.id,
-                    human(run.kill_grace)
-                );
-                signal_run(run, Signal::SIGKILL);
+    pub fn tick(&mut self, now: Now) {
+        for index in 0..self.runs.len() {
+            let run = &self.runs[index];
+            match run.life {
+                Life::Running {
+                    deadline: Some(deadline),
+                } if deadline <= now.mono => {
+                    warn!(
+                        "{}[{}]: timed out; sending SIGTERM to its process group",
+                        run.job, run.id
+                    );
+                    self.stop_run(index, Stop::Timeout, now.mono);
+                    self.stop_strays(index, now.mono);
+                }
+                Life::Stopping { why, kill_at } if kill_at <= now.mono => {
+                    warn!(
+                        "{}[{}]: still running {} after SIGTERM; sending SIGKILL",
+                        run.job,
+                        run.id,
+                        human(run.kill_grace)
+                    );
+                    self.kill_run(index, why);
+                }
+                Life::Running { .. } | Life::Stopping { .. } | Life::Killed { .. } => {}
             }
         }
-        self.lingering.extend(escaped);
+        let spawner = &mut self.spawner;
         self.lingering.retain(|l| {
-            if l.kill_at > now {
+            if l.kill_at > now.mono {
                 return true;
             }
-            signal_group(l.pgid, Signal::SIGKILL);
+            spawner.signal_group(l.pgid, Signal::SIGKILL);
             false
         });
     }
 
-    /// Drop pending instants: jobd is shutting down.
-    pub fn forget_pending(&mut self) {
-        for (job, instant) in self.pending.drain() {
-            info!(
-                "{job}: the pending instant at {} will not run: shutting down",
-                utc(instant)
-            );
-        }
-    }
-
-    /// Stop the runs of one scheduled job: SIGTERM now, SIGKILL after its kill_grace.
-    pub fn stop_job(&mut self, job: &str, why: &str, now: Instant) {
-        self.pending.remove(job);
-        for run in self
+    /// Stop runs for `why`: SIGTERM now, SIGKILL after their kill_grace. Runs already
+    /// being stopped are left as they are. Returns how many were stopped.
+    pub fn stop(&mut self, which: Which, why: Stop, now: Now) -> usize {
+        let chosen: Vec<usize> = self
             .runs
-            .iter_mut()
-            .filter(|run| run.job == job && run.origin == Origin::Job && run.kill_at.is_none())
-        {
+            .iter()
+            .enumerate()
+            .filter(|(_, run)| matches!(run.life, Life::Running { .. }))
+            .filter(|(_, run)| match which {
+                Which::Job(job) | Which::OldestOf(job) => {
+                    run.job == job && run.origin == Origin::Job
+                }
+                Which::All => true,
+            })
+            .map(|(index, _)| index)
+            .collect();
+        let chosen = match which {
+            // Runs are kept in start order but for swap_remove: the oldest is the
+            // one started first.
+            Which::OldestOf(_) => chosen
+                .into_iter()
+                .min_by_key(|&i| (self.runs[i].started_at, self.runs[i].key))
+                .into_iter()
+                .collect(),
+            Which::Job(_) | Which::All => chosen,
+        };
+        for &index in &chosen {
+            let run = &self.runs[index];
             info!("{}[{}]: stopping it: {why}", run.job, run.id);
-            run.stopped_by_policy = true;
-            stop(run, now);
+            self.stop_run(index, why, now.mono);
         }
-    }
-
-    /// Send SIGTERM to every run not already stopping, SIGKILL after its kill_grace.
-    pub fn stop_all(&mut self, now: Instant) {
-        for run in self.runs.iter_mut().filter(|run| run.kill_at.is_none()) {
-            info!("{}[{}]: stopping it: shutting down", run.job, run.id);
-            stop(run, now);
-        }
+        chosen.len()
     }
 
     /// SIGKILL every run and every lingering group now.
     pub fn kill_all(&mut self) {
-        for run in &mut self.runs {
+        for index in 0..self.runs.len() {
+            let run = &self.runs[index];
             warn!("{}[{}]: killing it: shutting down", run.job, run.id);
-            run.kill_at = None;
-            signal_run(run, Signal::SIGKILL);
+            let why = run.life.stopped().unwrap_or(Stop::Shutdown);
+            self.kill_run(index, why);
         }
         for lingering in self.lingering.drain(..) {
-            signal_group(lingering.pgid, Signal::SIGKILL);
+            self.spawner.signal_group(lingering.pgid, Signal::SIGKILL);
         }
     }
 
     pub fn has_lingering(&self) -> bool {
         !self.lingering.is_empty()
     }
-}
 
-/// The process groups a timed-out run's processes escaped to (`setsid`), found among
-/// jobd's descendants by their `JOBD_RUN_ID`: they get SIGTERM now and SIGKILL after
-/// the run's kill_grace, like the run's own group. Only groups the run's own processes
-/// lead: a process that joined another group (jobd's own, another run's) is left to
-/// shutdown, never its group. (Read from /proc only at a timeout, never per run.)
-fn escapees(run: &Run, now: Instant) -> Vec<Lingering> {
-    let me = Pid::this();
-    let own_group = nix::unistd::getpgrp();
-    let mut groups: Vec<Pid> = crate::adapter::orphans::of_run(&run.id, Some(me))
-        .into_iter()
-        .filter(|&pid| nix::unistd::getpgid(Some(pid)) == Ok(pid))
-        .filter(|&pgid| pgid != run.pid && pgid != own_group)
-        .collect();
-    groups.sort();
-    groups.dedup();
-    groups
-        .into_iter()
-        .map(|pgid| {
+    #[cfg(test)]
+    fn spawner(&mut self) -> &mut S {
+        &mut self.spawner
+    }
+
+    fn stop_run(&mut self, index: usize, why: Stop, now: Instant) {
+        let run = &mut self.runs[index];
+        run.life = Life::Stopping {
+            why,
+            kill_at: now + run.kill_grace,
+        };
+        let pid = run.pid;
+        signal_run(&mut self.spawner, pid, Signal::SIGTERM);
+    }
+
+    fn kill_run(&mut self, index: usize, why: Stop) {
+        self.runs[index].life = Life::Killed { why };
+        let pid = self.runs[index].pid;
+        signal_run(&mut self.spawner, pid, Signal::SIGKILL);
+    }
+
+    /// The process groups a timed-out run's processes escaped to (`setsid`), found by
+    /// their `JOBD_RUN_ID`: they get SIGTERM now and SIGKILL after the run's
+    /// kill_grace, like the run's own group. Only groups the run's own processes lead:
+    /// a process that joined another group (jobd's own, another run's) is left to
+    /// shutdown, never its group.
+    fn stop_strays(&mut self, index: usize, now: Instant) {
+        let run = &self.runs[index];
+        let own_group = nix::unistd::getpgrp();
+        let mut groups: Vec<Pid> = self
+            .spawner
+            .strays(&run.id)
+            .into_iter()
+            .filter(|&pid| nix::unistd::getpgid(Some(pid)) == Ok(pid))
+            .filter(|&pgid| pgid != run.pid && pgid != own_group)
+            .collect();
+        groups.sort();
+        groups.dedup();
+        for pgid in groups {
             warn!(
                 "{}[{}]: process group {pgid} left the job's group; sending it SIGTERM too",
                 run.job, run.id
             );
-            signal_group(pgid, Signal::SIGTERM);
-            Lingering {
+            self.spawner.signal_group(pgid, Signal::SIGTERM);
+            self.lingering.push(Lingering {
                 pgid,
                 kill_at: now + run.kill_grace,
-            }
-        })
-        .collect()
+            });
+        }
+    }
 }
 
 /// Signal a run's process group; if the group is gone (its leader moved to another
 /// group), the leader itself, which jobd has not reaped yet and so cannot be another
 /// process.
-fn signal_run(run: &Run, signal: Signal) {
-    if !signal_group(run.pid, signal) {
-        let _ = nix::sys::signal::kill(run.pid, signal);
+fn signal_run(spawner: &mut impl Spawner, pid: Pid, signal: Signal) {
+    if !spawner.signal_group(pid, signal) {
+        spawner.signal(pid, signal);
     }
-}
-
-fn stop(run: &mut Run, now: Instant) {
-    // Being stopped, it cannot also time out (which would push back its SIGKILL).
-    run.deadline = None;
-    signal_run(run, Signal::SIGTERM);
-    run.kill_at = Some(now + run.kill_grace);
 }
 
 fn drain(run: &mut Run, stream: Stream, limit: usize, now: Instant) {
@@ -651,11 +529,11 @@ fn drain(run: &mut Run, stream: Stream, limit: usize, now: Instant) {
         }
     }
     if ended {
-        close(run, stream);
+        close(run, stream, now);
     }
 }
 
-fn close(run: &mut Run, stream: Stream) {
+fn close(run: &mut Run, stream: Stream, now: Instant) {
     let pipe = match stream {
         Stream::Stdout => run.stdout.take(),
         Stream::Stderr => run.stderr.take(),
@@ -667,8 +545,7 @@ fn close(run: &mut Run, stream: Stream) {
             budget: &mut run.budget,
             tail: &mut run.tail,
         };
-        pipe.lines
-            .finish(|line| sink.line(stream, line, Instant::now()));
+        pipe.lines.finish(|line| sink.line(stream, line, now));
     }
 }
 
@@ -699,19 +576,271 @@ impl Sink<'_> {
     }
 }
 
-/// `JOBD_SCHEDULED_AT`: UTC with microseconds, one fixed width for every instant.
-pub fn child_time(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-fn utc(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
-}
-
 fn human(d: Duration) -> String {
     if d >= Duration::from_secs(1) {
         format!("{:.1}s", d.as_secs_f64())
     } else {
         duration::format(Duration::from_millis(d.as_millis() as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::adapter::process::{SpawnError, Spawned};
+    use crate::model::config::Command;
+    use crate::model::record::Verdict;
+
+    type Vars = Vec<(&'static str, String)>;
+
+    /// Stands in for real processes: each spawn gets the next pid and real pipes
+    /// whose write ends the test holds, and every signal is recorded.
+    #[derive(Default)]
+    struct Fake {
+        next_pid: i32,
+        spawned: Vec<(Pid, String, Vars)>,
+        writers: BTreeMap<i32, (OwnedFd, OwnedFd)>,
+        signals: Vec<(Pid, Signal, bool)>,
+        /// Groups that no longer exist.
+        gone: Vec<Pid>,
+        fail: bool,
+        strays: Vec<Pid>,
+    }
+
+    impl Spawner for Fake {
+        fn spawn(&mut self, request: &SpawnRequest) -> Result<Spawned, SpawnError> {
+            if self.fail {
+                return Err(SpawnError::MissingWorkdir(request.spec.workdir.clone()));
+            }
+            self.next_pid += 1;
+            let pid = Pid::from_raw(1000 + self.next_pid);
+            let (out_r, out_w) = nix::unistd::pipe().unwrap();
+            let (err_r, err_w) = nix::unistd::pipe().unwrap();
+            for fd in [&out_r, &err_r] {
+                nix::fcntl::fcntl(
+                    fd,
+                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                )
+                .unwrap();
+            }
+            self.writers.insert(pid.as_raw(), (out_w, err_w));
+            self.spawned
+                .push((pid, request.run_id.to_string(), request.vars.to_vec()));
+            Ok(Spawned {
+                pid,
+                stdout: out_r,
+                stderr: err_r,
+            })
+        }
+
+        fn signal_group(&mut self, pgid: Pid, signal: Signal) -> bool {
+            let alive = !self.gone.contains(&pgid);
+            self.signals.push((pgid, signal, true));
+            alive
+        }
+
+        fn signal(&mut self, pid: Pid, signal: Signal) {
+            self.signals.push((pid, signal, false));
+        }
+
+        fn strays(&mut self, _run_id: &str) -> Vec<Pid> {
+            self.strays.clone()
+        }
+    }
+
+    fn spec(timeout: Option<u64>) -> RunSpec {
+        RunSpec {
+            command: Command::Argv(vec!["x".into()]),
+            workdir: PathBuf::from("/"),
+            env: BTreeMap::new(),
+            timeout: timeout.map(Duration::from_secs),
+            kill_grace: Duration::from_secs(10),
+            user: None,
+            group: None,
+        }
+    }
+
+    fn at(start: Now, secs: u64) -> Now {
+        Now {
+            wall: start.wall + chrono::TimeDelta::seconds(secs as i64),
+            mono: start.mono + Duration::from_secs(secs),
+        }
+    }
+
+    fn launch<'a>(name: &'a str, spec: &'a RunSpec, origin: Origin) -> Launch<'a> {
+        Launch {
+            name,
+            spec,
+            args: &[],
+            env: None,
+            vars: Vec::new(),
+            stdin: None,
+            scheduled_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            attempt: 1,
+            origin,
+        }
+    }
+
+    fn supervisor() -> Supervisor<Fake> {
+        Supervisor::new(Fake::default(), 0xabc)
+    }
+
+    #[test]
+    fn a_run_gets_its_id_and_variables_and_ends_with_its_exit_status() {
+        let mut sup = supervisor();
+        let t0 = Now::read();
+        let spec = spec(None);
+        let id = sup.next_id();
+        assert_eq!(id, "00000abc-1");
+        let pid = sup.launch(id, launch("a", &spec, Origin::Job), t0).unwrap();
+        let (_, run_id, vars) = &sup.spawner().spawned[0];
+        assert_eq!(run_id, "00000abc-1");
+        assert!(vars.contains(&("JOBD_SCHEDULED_AT", "2027-01-15T08:00:00.000000Z".into())));
+        assert_eq!(sup.running_of("a"), 1);
+        let ended = sup.exited(pid, ExitStatus::Code(3), at(t0, 2)).unwrap();
+        assert_eq!(ended.origin, Origin::Job);
+        assert_eq!(ended.record.outcome, Outcome::Failure { code: 3 });
+        assert_eq!(
+            ended.record.ended_at - ended.record.started_at,
+            chrono::TimeDelta::seconds(2)
+        );
+        assert_eq!(sup.running(), 0);
+        assert!(sup.exited(pid, ExitStatus::Code(0), t0).is_none());
+    }
+
+    #[test]
+    fn a_run_that_cannot_start_comes_back_as_an_ended_run() {
+        let mut sup = supervisor();
+        sup.spawner().fail = true;
+        let spec = spec(None);
+        let id = sup.next_id();
+        let ended = sup
+            .launch(
+                id.clone(),
+                launch("t", &spec, Origin::Spool("f".into())),
+                Now::read(),
+            )
+            .unwrap_err();
+        assert_eq!(ended.record.run_id, id);
+        assert_eq!(ended.record.outcome.verdict(), Verdict::SpawnError);
+        assert_eq!(ended.origin, Origin::Spool("f".into()));
+        assert_eq!(sup.running(), 0);
+        // Ids are never reused, even for a run that did not start.
+        assert_ne!(sup.next_id(), id);
+    }
+
+    #[test]
+    fn a_timeout_sends_sigterm_then_sigkill_after_the_grace_and_ends_as_timeout() {
+        let mut sup = supervisor();
+        let t0 = Now::read();
+        let spec = spec(Some(5));
+        let id = sup.next_id();
+        let pid = sup.launch(id, launch("a", &spec, Origin::Job), t0).unwrap();
+        assert_eq!(sup.next_deadline(), Some(t0.mono + Duration::from_secs(5)));
+        sup.tick(at(t0, 4));
+        assert!(sup.spawner().signals.is_empty());
+        sup.tick(at(t0, 5));
+        assert_eq!(sup.spawner().signals, [(pid, Signal::SIGTERM, true)]);
+        assert_eq!(sup.next_deadline(), Some(t0.mono + Duration::from_secs(15)));
+        // Stopping already: another stop changes nothing.
+        assert_eq!(sup.stop(Which::All, Stop::Shutdown, at(t0, 6)), 0);
+        sup.tick(at(t0, 15));
+        assert_eq!(sup.spawner().signals[1], (pid, Signal::SIGKILL, true));
+        assert_eq!(sup.next_deadline(), None);
+        let ended = sup.exited(pid, ExitStatus::Signal(9), at(t0, 15)).unwrap();
+        assert_eq!(ended.record.outcome, Outcome::Timeout { signal: Some(9) });
+    }
+
+    #[test]
+    fn a_timed_out_run_that_left_its_group_is_signalled_itself_and_its_strays_too() {
+        let mut sup = supervisor();
+        let t0 = Now::read();
+        let spec = spec(Some(1));
+        let id = sup.next_id();
+        let pid = sup.launch(id, launch("a", &spec, Origin::Job), t0).unwrap();
+        sup.spawner().gone.push(pid);
+        sup.tick(at(t0, 1));
+        assert_eq!(
+            sup.spawner().signals,
+            [(pid, Signal::SIGTERM, true), (pid, Signal::SIGTERM, false)]
+        );
+    }
+
+    #[test]
+    fn stopping_for_a_reason_ends_as_stopped_and_replace_takes_the_oldest() {
+        let mut sup = supervisor();
+        let t0 = Now::read();
+        let spec = spec(None);
+        let first = sup.next_id();
+        let old = sup
+            .launch(first, launch("a", &spec, Origin::Job), t0)
+            .unwrap();
+        let second = sup.next_id();
+        let new = sup
+            .launch(second, launch("a", &spec, Origin::Job), at(t0, 1))
+            .unwrap();
+        let other = sup.next_id();
+        sup.launch(other, launch("b", &spec, Origin::Job), t0)
+            .unwrap();
+        assert_eq!(sup.stop(Which::OldestOf("a"), Stop::Replaced, at(t0, 2)), 1);
+        assert_eq!(sup.spawner().signals, [(old, Signal::SIGTERM, true)]);
+        let ended = sup.exited(old, ExitStatus::Signal(15), at(t0, 3)).unwrap();
+        assert_eq!(
+            ended.record.outcome,
+            Outcome::Stopped {
+                why: Stop::Replaced,
+                signal: Some(15)
+            }
+        );
+        assert!(!ended.record.outcome.verdict().is_failure());
+        assert_eq!(sup.stop(Which::Job("a"), Stop::Removed, at(t0, 3)), 1);
+        assert_eq!(
+            sup.spawner().signals.last(),
+            Some(&(new, Signal::SIGTERM, true))
+        );
+        // Only job a's runs: b runs on.
+        assert_eq!(sup.running_of("b"), 1);
+    }
+
+    #[test]
+    fn output_lines_are_kept_for_a_failed_run() {
+        let mut sup = supervisor();
+        let t0 = Now::read();
+        let spec = spec(None);
+        let id = sup.next_id();
+        let pid = sup.launch(id, launch("a", &spec, Origin::Job), t0).unwrap();
+        let (out, err) = sup.spawner().writers.remove(&pid.as_raw()).unwrap();
+        nix::unistd::write(&out, b"one\ntwo").unwrap();
+        nix::unistd::write(&err, b"three\n").unwrap();
+        let keys: Vec<_> = sup.pipes().map(|(key, stream, _)| (key, stream)).collect();
+        assert_eq!(keys.len(), 2);
+        for (key, stream) in keys {
+            sup.read_output(key, stream, t0);
+        }
+        drop((out, err));
+        let ended = sup.exited(pid, ExitStatus::Code(1), t0).unwrap();
+        let mut lines = ended.record.output;
+        lines.sort();
+        assert_eq!(lines, ["one", "three", "two"]);
+    }
+
+    #[test]
+    fn a_leader_that_left_processes_in_its_group_has_them_stopped_after_the_grace() {
+        let mut sup = supervisor();
+        let t0 = Now::read();
+        let spec = spec(None);
+        let id = sup.next_id();
+        let pid = sup.launch(id, launch("a", &spec, Origin::Job), t0).unwrap();
+        sup.exited(pid, ExitStatus::Code(0), t0).unwrap();
+        assert!(sup.has_lingering());
+        assert_eq!(sup.next_deadline(), Some(t0.mono + Duration::from_secs(10)));
+        sup.tick(at(t0, 10));
+        assert_eq!(
+            sup.spawner().signals,
+            [(pid, Signal::SIGTERM, true), (pid, Signal::SIGKILL, true)]
+        );
+        assert!(!sup.has_lingering());
     }
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::machine::supervisor::child_time;
+use crate::leaf::timestamp;
 use crate::model::config::{Hook, RunSpec};
-use crate::model::record::{Outcome, RunRecord, signal_name};
+use crate::model::record::{RunRecord, signal_name};
 
 /// A failure worth telling a hook about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,8 +17,12 @@ pub struct Failure {
     pub job: String,
     /// The failed run's id; empty for an overdue job, which has no run.
     pub run_id: String,
-    /// `exit:N`, `signal:NAME`, `timeout`, `spawn_error` or `overdue`.
+    /// The failed run's outcome word (`failure`, `killed`, `timeout`, `spawn_error`,
+    /// `lost`), or `overdue`.
     pub outcome: String,
+    /// The failed run's exit code, or the signal that ended it, if any.
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
     pub message: String,
     pub at: DateTime<Utc>,
     /// The last lines of the failed run's output, given to the hook on stdin.
@@ -27,16 +31,12 @@ pub struct Failure {
 
 impl Failure {
     pub fn of_run(record: &RunRecord) -> Failure {
-        let outcome = match &record.outcome {
-            Outcome::Exited(code) => format!("exit:{code}"),
-            Outcome::Signaled(signal) => format!("signal:{}", signal_name(*signal)),
-            Outcome::TimedOut { .. } => "timeout".to_string(),
-            Outcome::NotStarted(_) => "spawn_error".to_string(),
-        };
         Failure {
             job: record.job.clone(),
             run_id: record.run_id.clone(),
-            outcome,
+            outcome: record.outcome.verdict().word().to_string(),
+            exit_code: record.outcome.exit_code(),
+            signal: record.outcome.signal().map(signal_name),
             message: format!("{} {}", record.job, record.outcome),
             at: record.ended_at,
             output: record.output.clone(),
@@ -49,10 +49,12 @@ impl Failure {
             job: job.to_string(),
             run_id: String::new(),
             outcome: "overdue".to_string(),
+            exit_code: None,
+            signal: None,
             message: format!(
                 "{job} has not succeeded for {} (since {})",
                 crate::leaf::duration::format(Duration::from_secs(late.as_secs())),
-                child_time(since)
+                timestamp::precise(since)
             ),
             at: now,
             output: Vec::new(),
@@ -66,8 +68,16 @@ impl Failure {
             ("JOBD_FAILED_JOB", self.job.clone()),
             ("JOBD_FAILED_RUN_ID", self.run_id.clone()),
             ("JOBD_FAILED_OUTCOME", self.outcome.clone()),
+            (
+                "JOBD_FAILED_EXIT_CODE",
+                self.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            ),
+            (
+                "JOBD_FAILED_SIGNAL",
+                self.signal.clone().unwrap_or_default(),
+            ),
             ("JOBD_FAILED_MESSAGE", self.message.clone()),
-            ("JOBD_FAILED_AT", child_time(self.at)),
+            ("JOBD_FAILED_AT", timestamp::precise(self.at)),
             ("JOBD_FAILED_SUPPRESSED", suppressed.to_string()),
         ]
         .into_iter()
@@ -102,15 +112,13 @@ pub fn spec(hook: &Hook, job: &RunSpec, fallback: &Path) -> RunSpec {
 }
 
 /// What a job's name becomes for its hook's runs, in logs and the history.
-pub const RUN_SUFFIX: &str = ".on_failure";
-
 pub fn run_name(job: &str) -> String {
-    format!("{job}{RUN_SUFFIX}")
+    format!("{job}{}", crate::model::config::HOOK_SUFFIX)
 }
 
 /// What to do with a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Alert {
     /// Run the hook; `suppressed` failures ran none since the last hook.
     Run { suppressed: u64 },
     /// A hook ran for this job less than `repeat_after` ago: count this one.
@@ -138,31 +146,32 @@ impl Limiter {
         repeat_after: Duration,
         limit: bool,
         now: DateTime<Utc>,
-    ) -> Verdict {
+    ) -> Alert {
         let entry = self.jobs.entry(job.to_string()).or_default();
         let recent = entry.last.is_some_and(|last| {
             now < last + chrono::Duration::from_std(repeat_after).unwrap_or(chrono::TimeDelta::MAX)
         });
         if limit && recent {
             entry.suppressed += 1;
-            return Verdict::Suppress;
+            return Alert::Suppress;
         }
         let suppressed = std::mem::take(&mut entry.suppressed);
         entry.last = Some(now);
-        Verdict::Run { suppressed }
+        Alert::Run { suppressed }
     }
 
     /// A failure of `job` that runs no hook for another reason (one is still
     /// running): counted for the next hook.
-    pub fn suppress(&mut self, job: &str) -> Verdict {
+    pub fn suppress(&mut self, job: &str) -> Alert {
         self.jobs.entry(job.to_string()).or_default().suppressed += 1;
-        Verdict::Suppress
+        Alert::Suppress
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::record::Outcome;
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
@@ -174,25 +183,25 @@ mod tests {
         let period = Duration::from_secs(60);
         assert_eq!(
             limiter.failed("a", period, true, at(0)),
-            Verdict::Run { suppressed: 0 }
+            Alert::Run { suppressed: 0 }
         );
         for s in 1..60 {
-            assert_eq!(limiter.failed("a", period, true, at(s)), Verdict::Suppress);
+            assert_eq!(limiter.failed("a", period, true, at(s)), Alert::Suppress);
         }
         // Another job has its own period.
         assert_eq!(
             limiter.failed("b", period, true, at(30)),
-            Verdict::Run { suppressed: 0 }
+            Alert::Run { suppressed: 0 }
         );
         assert_eq!(
             limiter.failed("a", period, true, at(60)),
-            Verdict::Run { suppressed: 59 }
+            Alert::Run { suppressed: 59 }
         );
-        assert_eq!(limiter.failed("a", period, true, at(61)), Verdict::Suppress);
+        assert_eq!(limiter.failed("a", period, true, at(61)), Alert::Suppress);
         // An overdue alert is not held back, and carries the count.
         assert_eq!(
             limiter.failed("a", period, false, at(62)),
-            Verdict::Run { suppressed: 1 }
+            Alert::Run { suppressed: 1 }
         );
     }
 
@@ -205,20 +214,23 @@ mod tests {
             scheduled_at: at(0),
             started_at: at(0),
             ended_at: at(5),
-            outcome: Outcome::Signaled(9),
+            outcome: Outcome::Killed { signal: 9 },
             output: vec!["one".into(), "two".into()],
         };
         let failure = Failure::of_run(&record);
         let vars = failure.vars(3);
-        assert_eq!(vars["JOBD_FAILED_OUTCOME"], "signal:SIGKILL");
+        assert_eq!(vars["JOBD_FAILED_OUTCOME"], "killed");
+        assert_eq!(vars["JOBD_FAILED_SIGNAL"], "SIGKILL");
+        assert_eq!(vars["JOBD_FAILED_EXIT_CODE"], "");
         assert_eq!(vars["JOBD_FAILED_SUPPRESSED"], "3");
         assert_eq!(vars["JOBD_FAILED_AT"], "2027-01-15T08:00:05.000000Z");
         assert_eq!(failure.stdin(), b"one\ntwo\n");
         let exit = Failure::of_run(&RunRecord {
-            outcome: Outcome::Exited(3),
+            outcome: Outcome::Failure { code: 3 },
             ..record.clone()
         });
-        assert_eq!(exit.outcome, "exit:3");
+        assert_eq!(exit.outcome, "failure");
+        assert_eq!(exit.vars(0)["JOBD_FAILED_EXIT_CODE"], "3");
         let overdue = Failure::overdue("import", at(0), at(90_000));
         assert_eq!(overdue.outcome, "overdue");
         assert!(overdue.message.contains("1d1h"), "{}", overdue.message);

@@ -10,11 +10,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use log::{error, info};
 
+use crate::leaf::files::{self, Durability};
 use crate::model::config::Config;
-use crate::model::record::{Outcome, RunRecord};
-
-/// The outcomes `jobd_job_runs_total` counts, in the order written.
-const OUTCOMES: [&str; 5] = ["success", "failure", "timeout", "killed", "spawn_error"];
+use crate::model::record::{RunRecord, Verdict};
 
 /// Why an instant did not run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -44,7 +42,7 @@ type Reading = fn(&JobMetrics) -> Option<f64>;
 
 #[derive(Debug, Default)]
 struct JobMetrics {
-    runs: [u64; OUTCOMES.len()],
+    runs: [u64; Verdict::ALL.len()],
     last_start: Option<DateTime<Utc>>,
     last_success: Option<DateTime<Utc>>,
     last_duration: Option<Duration>,
@@ -104,16 +102,14 @@ impl Metrics {
 
     /// A run of a job or task ended (or could not start).
     pub fn ended(&mut self, record: &RunRecord) {
-        let outcome = match record.outcome {
-            Outcome::Exited(0) => 0,
-            Outcome::Exited(_) => 1,
-            Outcome::TimedOut { .. } => 2,
-            Outcome::Signaled(_) => 3,
-            Outcome::NotStarted(_) => 4,
-        };
+        let verdict = record.outcome.verdict();
         let job = self.job(&record.job);
-        job.runs[outcome] += 1;
-        if outcome == 4 {
+        job.runs[verdict as usize] += 1;
+        if matches!(
+            verdict,
+            Verdict::SpawnError | Verdict::Interrupted | Verdict::Lost
+        ) {
+            // No process of this jobd's ran: nothing to time.
             return;
         }
         job.last_start = Some(record.started_at);
@@ -123,7 +119,7 @@ impl Metrics {
                 .to_std()
                 .unwrap_or_default(),
         );
-        if outcome == 0 {
+        if verdict == Verdict::Success {
             job.last_success = Some(record.ended_at);
         }
     }
@@ -178,12 +174,12 @@ impl Metrics {
             "Runs of each job and task that ended, by outcome.",
         );
         for name in &names {
-            for (i, outcome) in OUTCOMES.iter().enumerate() {
+            for verdict in Verdict::ALL {
                 sample(
                     &mut out,
                     "jobd_job_runs_total",
-                    &[("job", name), ("outcome", outcome)],
-                    of(name).runs[i] as f64,
+                    &[("job", name), ("outcome", verdict.word())],
+                    of(name).runs[verdict as usize] as f64,
                 );
             }
         }
@@ -423,7 +419,9 @@ impl MetricsFile {
         }
         self.changed = false;
         self.last_write = Some(now);
-        let written = write_atomic(&self.path, &text());
+        // Read by node_exporter, whoever it runs as; never half a file (it ignores
+        // the hidden temporary).
+        let written = files::replace(&self.path, text().as_bytes(), 0o644, Durability::Unsynced);
         self.error = written
             .as_ref()
             .err()
@@ -446,21 +444,11 @@ impl MetricsFile {
     }
 }
 
-/// Write to a hidden temporary file beside `path`, then rename it over `path`: the
-/// textfile collector ignores names not ending in `.prom` and never reads half a file.
-fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&temporary, text)?;
-    std::fs::rename(&temporary, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&temporary);
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::config::{self, Host};
+    use crate::model::record::Outcome;
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
@@ -487,12 +475,12 @@ mod tests {
             scheduled_at: at(10),
             started_at: at(10) + chrono::Duration::milliseconds(2),
             ended_at: at(12),
-            outcome: Outcome::Exited(0),
+            outcome: Outcome::Success,
             output: vec![],
         };
         metrics.ended(&run);
         metrics.ended(&RunRecord {
-            outcome: Outcome::Exited(1),
+            outcome: Outcome::Failure { code: 1 },
             ..run.clone()
         });
         metrics.skipped("a", Skip::Overlap, 2);

@@ -3,4 +3,5 @@
 pub mod hooks;
 pub mod metrics;
 pub mod overdue;
+pub mod overlap;
 pub mod scheduler;

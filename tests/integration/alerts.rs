@@ -75,7 +75,7 @@ jobs:
     assert!(eventually(Duration::from_secs(30), || {
         dir.jobctl(&["history", "flaky", "-n", "100", "--json"])
             .stdout()
-            .matches("\"failed\"")
+            .matches("\"failure\"")
             .count()
             >= 20
     }));
@@ -85,7 +85,9 @@ jobs:
     assert_eq!(hooks.len(), 1, "{hooks:?}\n{}", jobd.log());
     let hook = &hooks[0];
     assert_eq!(var(hook, "JOBD_FAILED_JOB"), "flaky");
-    assert_eq!(var(hook, "JOBD_FAILED_OUTCOME"), "exit:3");
+    assert_eq!(var(hook, "JOBD_FAILED_OUTCOME"), "failure");
+    assert_eq!(var(hook, "JOBD_FAILED_EXIT_CODE"), "3");
+    assert_eq!(var(hook, "JOBD_FAILED_SIGNAL"), "");
     assert_eq!(var(hook, "JOBD_FAILED_SUPPRESSED"), "0");
     assert!(var(hook, "JOBD_FAILED_MESSAGE").contains("exit code 3"));
     assert!(var(hook, "JOBD_FAILED_AT").ends_with('Z'));
@@ -289,14 +291,14 @@ tasks:
             .get(key)
             .unwrap_or_else(|| panic!("no {key} in {metrics:#?}"))
     };
-    assert!(count("tick", "succeeded") >= 5.0);
+    assert!(count("tick", "success") >= 5.0);
     assert_eq!(
         get(r#"jobd_job_runs_total{job="tick",outcome="success"}"#),
-        count("tick", "succeeded")
+        count("tick", "success")
     );
     assert_eq!(
         get(r#"jobd_job_runs_total{job="broken",outcome="failure"}"#),
-        count("broken", "failed")
+        count("broken", "failure")
     );
     assert_eq!(
         get(r#"jobd_job_runs_total{job="report",outcome="success"}"#),

@@ -38,7 +38,7 @@ fn status_history_and_next_from_a_running_jobd() {
     assert!(eventually(Duration::from_secs(10), || {
         dir.jobctl(&["history", "tick", "-n", "1", "--json"])
             .stdout()
-            .contains("succeeded")
+            .contains("\"success\"")
     }));
 
     let status = dir.jobctl(&["status"]);
@@ -72,7 +72,7 @@ fn status_history_and_next_from_a_running_jobd() {
         .find(|j| j["name"] == "tick")
         .unwrap();
     assert_eq!(tick["enabled"], true);
-    assert_eq!(tick["last"]["outcome"], "succeeded");
+    assert_eq!(tick["last"]["outcome"], "success");
     assert!(tick["next"].as_str().unwrap().ends_with('Z'));
     let prod = json["jobs"]
         .as_array()

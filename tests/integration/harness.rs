@@ -509,3 +509,24 @@ pub fn history_runs(state_dir: &Path, job: &str) -> Vec<serde_json::Value> {
         .filter(|run| run["job"] == job)
         .collect()
 }
+
+/// Reap `child` (waiting for it when `block`) and return its exit code and the CPU
+/// time it used, user and system, from wait4: a child's own cost, whatever else the
+/// machine is doing. None while it runs.
+pub fn reap_with_cpu(child: &std::process::Child, block: bool) -> Option<(Option<i32>, Duration)> {
+    let pid = child.id() as i32;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    let flags = if block { 0 } else { nix::libc::WNOHANG };
+    // SAFETY: wait4 writes only to the two pointers, both valid for the call.
+    let reaped = unsafe { nix::libc::wait4(pid, &mut status, flags, &mut usage) };
+    if reaped != pid {
+        return None;
+    }
+    let time = |t: nix::libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    let code = nix::libc::WIFEXITED(status).then(|| nix::libc::WEXITSTATUS(status));
+    Some((code, time(usage.ru_utime) + time(usage.ru_stime)))
+}

@@ -140,7 +140,7 @@ fn removed_jobs_stop_stops_a_removed_jobs_instances_and_only_those() {
     assert!(eventually(Duration::from_secs(10), || {
         dir.jobctl(&["history", "--json"])
             .stdout()
-            .contains("\"killed\"")
+            .contains("\"stopped\"")
     }));
     std::thread::sleep(Duration::from_millis(2500));
     assert!(dir.lines("long.out").is_empty(), "it was stopped");

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::record::RunInfo;
+
 /// Raised only for changes an older jobctl could not read.
 pub const VERSION: u32 = 1;
 
@@ -109,27 +111,6 @@ pub struct SpoolStatus {
     pub retrying: usize,
     /// Files in failed/ that failed in the last 24 hours.
     pub failed_recently: usize,
-}
-
-/// One ended run, as kept in the history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunInfo {
-    pub job: String,
-    pub run_id: String,
-    pub attempt: u32,
-    pub scheduled_at: String,
-    pub started_at: String,
-    pub ended_at: String,
-    pub duration_ms: u64,
-    /// `succeeded`, `failed`, `killed`, `timed_out` or `not_started`.
-    pub outcome: String,
-    pub exit_code: Option<i32>,
-    pub signal: Option<String>,
-    /// What went wrong, in words.
-    pub message: String,
-    /// The last lines of output of a run that did not succeed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub output: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

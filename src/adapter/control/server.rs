@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 use nix::poll::PollFlags;
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-use nix::unistd::{Gid, Group, Uid};
+use nix::unistd::{Gid, Uid};
 
 use super::protocol::{Body, MAX_REQUEST, Request, Response, VERSION};
+use crate::leaf::account;
 
 /// Connections served at once; more are closed at once.
 const MAX_CLIENTS: usize = 64;
@@ -112,11 +113,7 @@ impl Server {
     pub fn bind(path: &Path, group: Option<&str>) -> Result<Server, ControlError> {
         let gid = match group {
             Some(name) => Some(
-                match name.parse::<u32>() {
-                    Ok(id) => Some(Gid::from_raw(id)),
-                    Err(_) => Group::from_name(name).ok().flatten().map(|g| g.gid),
-                }
-                .ok_or_else(|| ControlError::UnknownGroup(name.to_string()))?,
+                account::gid(name).ok_or_else(|| ControlError::UnknownGroup(name.to_string()))?,
             ),
             None => None,
         };
@@ -271,7 +268,7 @@ impl Server {
         warn!(
             "control socket: closed {} idle connection{} to make room for new ones",
             self.evicted,
-            if self.evicted == 1 { "" } else { "s" }
+            crate::leaf::words::plural(self.evicted)
         );
         self.evicted = 0;
         self.reported_at = Some(now);

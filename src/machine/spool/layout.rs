@@ -1,7 +1,7 @@
-//! The spool's folders, and the durable file operations the hand-offs are made of.
+//! The spool's folders.
 
 use std::fs::{self, DirBuilder, File};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -107,39 +107,6 @@ impl Layout {
         }
         None
     }
-}
-
-/// Make a directory's entries (a rename into or out of it) durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Write `bytes` to `dir/name` so that a reader sees the old file or the whole new one:
-/// a hidden temporary file, synced, then renamed. The caller syncs `dir`.
-pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    replace(dir, name, bytes, true)
-}
-
-/// `write_atomic` without the fsync: a crash of jobd still leaves the old file or the
-/// new one, never half of one; a power cut may lose the change.
-pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    replace(dir, name, bytes, false)
-}
-
-fn replace(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> io::Result<()> {
-    let temporary = dir.join(format!(".{name}.tmp"));
-    let written = File::create(&temporary).and_then(|mut file| {
-        file.write_all(bytes)?;
-        if sync {
-            file.sync_all()?;
-        }
-        fs::rename(&temporary, dir.join(name))
-    });
-    if written.is_err() {
-        // Half a file must not stay behind (a full disk): the next try starts anew.
-        let _ = fs::remove_file(&temporary);
-    }
-    written
 }
 
 /// Give a folder jobd just made the owner of the folder it was made in, when that

@@ -18,13 +18,14 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, Utc};
 use log::{error, info, warn};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-use nix::unistd::{Gid, Group, Uid, User};
+use nix::unistd::{Gid, Uid};
 
-use crate::adapter::process::Extra;
-use crate::machine::supervisor::{Launch, Origin, Supervisor, child_time};
-use crate::model::config::{Config, Retention, Task};
+use crate::leaf::files::{self, Durability};
+use crate::leaf::{account, timestamp};
+use crate::model::config::{Config, Retention};
 use crate::model::record::RunRecord;
-use layout::{Layout, RESULT_SUFFIX, replace_file, sync_dir, write_atomic};
+use files::sync_dir;
+use layout::{Layout, RESULT_SUFFIX};
 use request::{Request, When};
 use result::{Attempt, SpoolResult};
 
@@ -95,22 +96,12 @@ impl Allowed {
             gids: Vec::new(),
         };
         for name in &config.spool.allow_users {
-            let user = match name.parse::<u32>() {
-                Ok(id) => Some(Uid::from_raw(id)),
-                Err(_) => User::from_name(name).ok().flatten().map(|u| u.uid),
-            };
-            allowed
-                .uids
-                .push(user.ok_or_else(|| SpoolError::UnknownUser(name.clone()))?);
+            let uid = account::uid(name).ok_or_else(|| SpoolError::UnknownUser(name.clone()))?;
+            allowed.uids.push(uid);
         }
         for name in &config.spool.allow_groups {
-            let group = match name.parse::<u32>() {
-                Ok(id) => Some(Gid::from_raw(id)),
-                Err(_) => Group::from_name(name).ok().flatten().map(|g| g.gid),
-            };
-            allowed
-                .gids
-                .push(group.ok_or_else(|| SpoolError::UnknownGroup(name.clone()))?);
+            let gid = account::gid(name).ok_or_else(|| SpoolError::UnknownGroup(name.clone()))?;
+            allowed.gids.push(gid);
         }
         Ok(allowed)
     }
@@ -118,6 +109,17 @@ impl Allowed {
     fn permits(&self, uid: u32, gid: u32) -> bool {
         self.uids.contains(&Uid::from_raw(uid)) || self.gids.contains(&Gid::from_raw(gid))
     }
+}
+
+/// What to start for a claimed file: the daemon starts it as a run of `task`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    pub file: String,
+    pub task: String,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub scheduled_at: DateTime<Utc>,
+    pub attempt: u32,
 }
 
 /// A file jobd has accepted, waiting or running.
@@ -389,7 +391,7 @@ impl Spool {
                         info!(
                             "spool: {} waits until {}",
                             name.escape_debug(),
-                            child_time(item.scheduled_at)
+                            timestamp::precise(item.scheduled_at)
                         );
                         self.sequence += 1;
                         self.delayed
@@ -498,7 +500,7 @@ impl Spool {
                 task: Some(task.name.clone()),
                 status: "running".to_string(),
                 reason: None,
-                received_at: Some(child_time(arrived)),
+                received_at: Some(timestamp::precise(arrived)),
                 attempts: Vec::new(),
             },
             request,
@@ -565,7 +567,12 @@ impl Spool {
             to,
             result,
         } = file;
-        write_atomic(to, &format!("{name}{RESULT_SUFFIX}"), &result.to_json())?;
+        files::replace(
+            &to.join(format!("{name}{RESULT_SUFFIX}")),
+            &result.to_json(),
+            0o640,
+            Durability::Synced,
+        )?;
         match fs::rename(from.join(name), to.join(name)) {
             Ok(()) => {}
             // Taken away meanwhile: its result stays, for whoever looks.
@@ -658,14 +665,13 @@ impl Spool {
         }
     }
 
-    /// Start ready files while workers are free, oldest first; a file whose task is at
-    /// its `max_instances` waits without holding up the others.
-    pub fn dispatch(&mut self, supervisor: &mut Supervisor, config: &Config, now: Instant) {
-        if self.stopping {
-            return;
-        }
-        if self.blocked_until.is_some_and(|until| now < until) {
-            return;
+    /// Claim ready files while workers are free, oldest first, and say what to start
+    /// for each; a file whose task is at its `max_instances` waits without holding up
+    /// the others.
+    pub fn dispatch(&mut self, config: &Config, now: Instant) -> Vec<Start> {
+        let mut starts = Vec::new();
+        if self.stopping || self.blocked_until.is_some_and(|until| now < until) {
+            return starts;
         }
         let mut index = 0;
         while self.running.len() < config.spool.workers as usize
@@ -697,13 +703,14 @@ impl Spool {
                 continue;
             }
             let item = self.ready.remove(index).expect("index is in range");
-            self.start(item, task, supervisor, now);
+            starts.extend(self.claim(item, now));
         }
         // The file a full or read-only disk kept from being claimed is gone: nothing
         // is held back any more.
         if self.blocked_until.is_some() && self.ready.iter().all(|item| item.claimed) {
             self.blocked_until = None;
         }
+        starts
     }
 
     /// A file in `new/` named like one still in `running/` (running, or waiting for a
@@ -722,7 +729,8 @@ impl Spool {
         }
     }
 
-    fn start(&mut self, mut item: Item, task: &Task, supervisor: &mut Supervisor, now: Instant) {
+    /// Move a ready file into `running/` (if it is not there yet) and say what to start.
+    fn claim(&mut self, mut item: Item, now: Instant) -> Option<Start> {
         if !item.claimed {
             let renamed = fs::rename(
                 self.layout.new.join(&item.name),
@@ -734,7 +742,7 @@ impl Spool {
                     // Gone from new/ (taken away by its writer): nothing left to run.
                     warn!("spool: cannot claim {}: {e}", item.name.escape_debug());
                     self.seen.remove(&item.name);
-                    return;
+                    return None;
                 }
                 Err(e) => {
                     // A full or read-only disk: the file waits in new/, first in line,
@@ -748,7 +756,7 @@ impl Spool {
                     }
                     self.blocked_until = Some(now + RETRY_DISK);
                     self.ready.push_front(item);
-                    return;
+                    return None;
                 }
             }
             if self.blocked_until.take().is_some() {
@@ -764,43 +772,42 @@ impl Spool {
             }
             item.claimed = true;
         }
+        let start = Start {
+            file: item.name.clone(),
+            task: item.request.task.clone(),
+            args: item.request.args.clone(),
+            env: item.request.env.clone(),
+            scheduled_at: item.scheduled_at,
+            attempt: item.result.attempts.len() as u32 + 1,
+        };
+        self.running.insert(item.name.clone(), item);
+        Some(start)
+    }
+
+    /// The attempt of `file` that `dispatch` handed out is about to start as run
+    /// `run_id`. Recorded before the process exists: if jobd dies at any moment
+    /// after, the next start counts this attempt and can find (and stop) its processes
+    /// by their run id. Replaced whole, never truncated; not synced: a power cut loses
+    /// only the count.
+    pub fn starting(&mut self, file: &str, run_id: &str, now: DateTime<Utc>) {
+        let Some(item) = self.running.get_mut(file) else {
+            return;
+        };
         let attempt = item.result.attempts.len() as u32 + 1;
-        // Recorded before the process exists: if jobd dies at any moment after, the
-        // next start counts this attempt and can find (and stop) its processes by
-        // their run id. Replaced whole, never truncated; not synced: a power cut
-        // loses only the count.
-        let run_id = supervisor.next_run_id();
         item.result
             .attempts
-            .push(Attempt::started(attempt, &run_id, Utc::now()));
-        if let Err(e) = replace_file(
-            &self.layout.running,
-            &format!("{}{RESULT_SUFFIX}", item.name),
+            .push(Attempt::started(attempt, run_id, now));
+        if let Err(e) = files::replace(
+            &self.layout.running.join(format!("{file}{RESULT_SUFFIX}")),
             &item.result.to_json(),
+            0o640,
+            Durability::Unsynced,
         ) {
             warn!(
                 "spool: cannot record the attempt of {}: {e}",
-                item.name.escape_debug()
+                file.escape_debug()
             );
         }
-        let launched = supervisor.launch(
-            Launch {
-                name: &task.name,
-                spec: &task.run,
-                extra: Extra {
-                    args: &item.request.args,
-                    env: Some(&item.request.env),
-                },
-                stdin: None,
-                scheduled_at: item.scheduled_at,
-                attempt,
-                origin: Origin::Spool(item.name.clone()),
-            },
-            now,
-        );
-        debug_assert!(launched.as_ref().is_none_or(|id| *id == run_id));
-        // A run that could not start comes back through `ended`, like any run's end.
-        self.running.insert(item.name.clone(), item);
     }
 
     /// A spool run ended: finish the file, or schedule its next attempt. True when the
@@ -827,10 +834,11 @@ impl Spool {
         if self.stopping {
             // Stopped by jobd's own shutdown: it stays in running/ and runs again at
             // the next start.
-            let _ = replace_file(
-                &running,
-                &format!("{name}{RESULT_SUFFIX}"),
+            let _ = files::replace(
+                &running.join(format!("{name}{RESULT_SUFFIX}")),
                 &item.result.to_json(),
+                0o640,
+                Durability::Unsynced,
             );
             return false;
         }
@@ -845,10 +853,11 @@ impl Spool {
                 retries + 1,
                 crate::leaf::duration::format(delay)
             );
-            let _ = replace_file(
-                &running,
-                &format!("{name}{RESULT_SUFFIX}"),
+            let _ = files::replace(
+                &running.join(format!("{name}{RESULT_SUFFIX}")),
                 &item.result.to_json(),
+                0o640,
+                Durability::Unsynced,
             );
             self.sequence += 1;
             self.retrying.insert((now + delay, self.sequence), item);
@@ -858,7 +867,7 @@ impl Spool {
         item.result.reason = Some(format!(
             "{} after {tries} attempt{}",
             record.outcome,
-            if tries == 1 { "" } else { "s" }
+            crate::leaf::words::plural(tries)
         ));
         self.finish_file(&running, name, &self.layout.failed.clone(), &item.result);
         true
@@ -893,7 +902,7 @@ impl Spool {
             problems.push(format!(
                 "spool: {} finished file{} cannot be moved out of running/ (see the log); retrying",
                 self.unfiled.len(),
-                if self.unfiled.len() == 1 { "" } else { "s" }
+                crate::leaf::words::plural(self.unfiled.len())
             ));
         }
         problems

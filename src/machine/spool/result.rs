@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::machine::supervisor::child_time;
-use crate::model::record::{Outcome, RunRecord, signal_name};
+use crate::leaf::timestamp;
+use crate::model::record::{Outcome, RunRecord, Verdict, signal_name};
 
 /// The result of one file, written beside it in `done/` or `failed/`; while the file
 /// runs, the same record in `running/` counts its attempts across restarts of jobd.
@@ -54,22 +54,19 @@ impl Attempt {
         Attempt {
             attempt,
             run_id: run_id.to_string(),
-            started_at: child_time(started_at),
+            started_at: timestamp::precise(started_at),
             ..Attempt::default()
         }
     }
 
     pub fn ended(record: &RunRecord) -> Attempt {
         let mut attempt = Attempt::started(record.attempt, &record.run_id, record.started_at);
-        attempt.ended_at = Some(child_time(record.ended_at));
-        match &record.outcome {
-            Outcome::Exited(code) => attempt.exit_code = Some(*code),
-            Outcome::Signaled(signal) => attempt.signal = Some(signal_name(*signal)),
-            Outcome::TimedOut { signal } => {
-                attempt.timed_out = true;
-                attempt.signal = signal.map(signal_name);
-            }
-            Outcome::NotStarted(reason) => attempt.error = Some(reason.clone()),
+        attempt.ended_at = Some(timestamp::precise(record.ended_at));
+        attempt.exit_code = record.outcome.exit_code();
+        attempt.signal = record.outcome.signal().map(signal_name);
+        attempt.timed_out = record.outcome.verdict() == Verdict::Timeout;
+        if let Outcome::SpawnError { reason } = &record.outcome {
+            attempt.error = Some(reason.clone());
         }
         attempt
     }

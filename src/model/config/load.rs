@@ -317,13 +317,13 @@ impl Checker {
                 self.wrong_type(key, section, "a name");
                 continue;
             };
-            if name.ends_with(crate::policy::hooks::RUN_SUFFIX) {
+            if name.ends_with(super::HOOK_SUFFIX) {
                 self.bad(
                     key,
                     section,
                     format!(
                         "`{name}`: names ending in `{}` are those of failure hooks' runs",
-                        crate::policy::hooks::RUN_SUFFIX
+                        super::HOOK_SUFFIX
                     ),
                 );
             } else if !valid_name(name) {

@@ -1,6 +1,7 @@
 //! The jobfile as a validated model: everything the rest of jobd trusts without checking.
 
 pub(crate) mod checker;
+mod diff;
 mod error;
 mod load;
 mod places;
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use diff::{Diff, diff};
 pub use error::{ConfigError, Problem, ProblemKind};
 pub(crate) use load::valid_name;
 pub use load::{parse, parse_reusing};
@@ -57,6 +59,10 @@ fn local_zone_name() -> Option<String> {
     }
     iana_time_zone::get_timezone().ok()
 }
+
+/// What ends the name of a job's `on_failure` runs (`send_mail.on_failure`): no job or
+/// task may be named so.
+pub const HOOK_SUFFIX: &str = ".on_failure";
 
 /// A validated jobfile.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,0 +1,182 @@
+//! Whether an instant of a job runs now — the one place that decides it — and starting
+//! runs. Cluster mode claims the instant here before it starts.
+
+use chrono::{DateTime, Utc};
+use log::{info, warn};
+
+use super::Daemon;
+use crate::leaf::now::Now;
+use crate::leaf::words::plural;
+use crate::leaf::{duration, timestamp};
+use crate::machine::supervisor::{Launch, Origin, Which};
+use crate::model::config::{CatchUp, Job};
+use crate::model::record::Stop;
+use crate::policy::hooks::Failure;
+use crate::policy::metrics::Skip;
+use crate::policy::overlap::{self, Decision};
+use crate::policy::scheduler;
+
+/// What became of an instant handed to `fire`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Fate {
+    pub decision: Decision,
+    /// The run started, or why it could not start, when the decision was to start.
+    pub started: Option<Result<String, String>>,
+}
+
+impl Daemon {
+    /// Jobs with `catch_up: once` that missed instants while jobd was down run once now.
+    pub(super) fn catch_up(&mut self, now: Now) {
+        let config = self.config.clone();
+        for job in config
+            .jobs
+            .iter()
+            .filter(|j| j.enabled && j.catch_up == CatchUp::Once)
+        {
+            let last = self
+                .history
+                .last(&job.name)
+                .and_then(|run| DateTime::parse_from_rfc3339(&run.scheduled_at).ok())
+                .map(|at| at.to_utc());
+            if let Some(due) = scheduler::catch_up(job, last, now.wall) {
+                info!(
+                    "{}: catching up on {} instant{} missed while jobd was down (catch_up: once)",
+                    job.name,
+                    due.missed + 1,
+                    plural(due.missed + 1)
+                );
+                self.fire(job, due.instant, 0, now);
+            }
+        }
+    }
+
+    /// Every instant the plan says is due by now.
+    pub(super) fn fire_due(&mut self, now: Now) {
+        let config = self.config.clone();
+        for due in self.plan.due(now.wall) {
+            if let Some(job) = config.job(&due.job) {
+                self.fire(job, due.instant, due.missed, now);
+            }
+        }
+    }
+
+    /// Jobs that have gone `alert_after` without success run their `on_failure`.
+    pub(super) fn alert_overdue(&mut self, now: Now) {
+        for alert in self.watch.due(now.wall) {
+            warn!(
+                "{}: overdue: no success for {} (alert_after)",
+                alert.job,
+                duration::format(std::time::Duration::from_secs(
+                    (now.wall - alert.since).num_seconds().max(0) as u64
+                ))
+            );
+            self.metrics.became_overdue();
+            self.failed(
+                Failure::overdue(&alert.job, alert.since, now.wall),
+                false,
+                now,
+            );
+        }
+    }
+
+    /// An instant of `job` has come (`missed` earlier ones collapsed into it): the one
+    /// place that decides whether it runs now, under `max_instances` and `on_overlap`,
+    /// and counts what does not run.
+    pub(super) fn fire(
+        &mut self,
+        job: &Job,
+        instant: DateTime<Utc>,
+        missed: u64,
+        now: Now,
+    ) -> Fate {
+        if missed > 0 {
+            warn!(
+                "{}: woke late, {missed} earlier instant{} missed; running the one at {}",
+                job.name,
+                plural(missed),
+                timestamp::short(instant)
+            );
+            self.metrics.skipped(&job.name, Skip::Missed, missed);
+        }
+        let running = self.supervisor.running_of(&job.name);
+        let decision = overlap::decide(job, running);
+        let mut started = None;
+        match decision {
+            Decision::Start => started = Some(self.start_job(job, instant, now)),
+            Decision::Skip => {
+                info!(
+                    "{}: not starting the instant at {}: {running} still running (on_overlap: skip)",
+                    job.name,
+                    timestamp::short(instant),
+                );
+                self.metrics.skipped(&job.name, Skip::Overlap, 1);
+            }
+            Decision::Queue | Decision::Replace => {
+                match self.pending.keep(&job.name, instant) {
+                    Some(older) => {
+                        info!(
+                            "{}: the pending instant at {} is replaced by the one at {}",
+                            job.name,
+                            timestamp::short(older),
+                            timestamp::short(instant)
+                        );
+                        self.metrics.skipped(&job.name, Skip::Overlap, 1);
+                    }
+                    None => info!(
+                        "{}: the instant at {} waits until a running instance ends",
+                        job.name,
+                        timestamp::short(instant)
+                    ),
+                }
+                if decision == Decision::Replace {
+                    self.supervisor
+                        .stop(Which::OldestOf(&job.name), Stop::Replaced, now);
+                }
+            }
+        }
+        Fate { decision, started }
+    }
+
+    /// Start one run of a scheduled job.
+    pub(super) fn start_job(
+        &mut self,
+        job: &Job,
+        scheduled_at: DateTime<Utc>,
+        now: Now,
+    ) -> Result<String, String> {
+        let id = self.supervisor.next_id();
+        self.launch(
+            id,
+            Launch {
+                name: &job.name,
+                spec: &job.run,
+                args: &[],
+                env: None,
+                vars: Vec::new(),
+                stdin: None,
+                scheduled_at,
+                attempt: 1,
+                origin: Origin::Job,
+            },
+            now,
+        )
+    }
+
+    /// Start run `id`; a run that cannot start has ended, and is handled as any end.
+    /// Returns the run id, or why it could not start.
+    pub(super) fn launch(
+        &mut self,
+        id: String,
+        launch: Launch,
+        now: Now,
+    ) -> Result<String, String> {
+        match self.supervisor.launch(id.clone(), launch, now) {
+            Ok(_) => Ok(id),
+            Err(ended) => {
+                let why = ended.record.outcome.to_string();
+                self.ended(*ended, now);
+                Err(why)
+            }
+        }
+    }
+}
