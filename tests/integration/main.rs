@@ -12,3 +12,4 @@ mod notify;
 mod peers;
 mod reload;
 mod spool;
+mod users;
