@@ -30,6 +30,8 @@ def base_env(**extra: str) -> dict[str, str]:
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": "C.UTF-8",
         "DJANGO_SETTINGS_MODULE": "proj.settings",
+        # No __pycache__ in the source tree from a test run.
+        "PYTHONDONTWRITEBYTECODE": "1",
     }
     env.update(extra)
     return env
@@ -90,6 +92,7 @@ class Server:
         self.sock.settimeout(CAP)
         self.inbox: list[dict[str, Any]] = []
         self.running: dict[str, int] = {}  # run_id -> pid, until its `exited`
+        self.reported_pids: list[int] = []
         self.counter = 0
         self.ready: dict[str, Any] | None = None
 
@@ -126,6 +129,7 @@ class Server:
     def note(self, message: dict[str, Any]) -> None:
         if message.get("op") == "started":
             self.running[message["run_id"]] = message["pid"]
+            self.reported_pids.append(message["pid"])
         elif message.get("op") == "exited":
             self.running.pop(message["run_id"], None)
         self.inbox.append(message)
