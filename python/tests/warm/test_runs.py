@@ -20,16 +20,29 @@ def django_server(start_server):
     ["manage.py", "greet", "ann", "--code", "3"],
     ["manage.py", "greet", "ann", "--message", "out of stock"],
     ["manage.py", "no_such_command"],
+    ["manage.py", "check"],
     ["-m", "plain.no_such_module"],
     ["scripts/report.py", "exit", "4"],
     ["scripts/no_such_script.py"],
-], ids=["ok", "exit-3", "exit-message", "unknown-command", "unknown-module", "script-exit",
+], ids=["ok", "exit-3", "exit-message", "unknown-command", "check", "unknown-module", "script-exit",
         "no-script"])
 def test_warm_output_and_status_are_the_cold_ones(django_server, argv):
     warm = django_server.run(argv)
     expected = cold(argv)
     assert (warm.code, warm.stdout, warm.stderr) == (
         expected.returncode, expected.stdout, expected.stderr)
+
+
+def test_a_system_check_warning_is_printed_before_every_command(start_server):
+    env = {"WARM_TEST_CHECK_WARNING": "1"}
+    server = start_server(["django"], env=env)
+    assert server.hello(["django"])["op"] == "ready"
+    for _ in range(2):
+        warm = server.run(["manage.py", "greet", "ann"], env=base_env(**env))
+        expected = cold(["manage.py", "greet", "ann"], env=base_env(**env))
+        assert "?: (shop.W001) asked to warn" in warm.stderr
+        assert (warm.code, warm.stdout, warm.stderr) == (
+            expected.returncode, expected.stdout, expected.stderr)
 
 
 @pytest.mark.parametrize("argv", [["manage.py", "boom"], ["scripts/report.py", "raise"]])
