@@ -1,6 +1,7 @@
 """What a warm run prints, exits with and sees, against the same command run cold."""
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -22,10 +23,11 @@ def django_server(start_server):
     ["manage.py", "no_such_command"],
     ["manage.py", "check"],
     ["-m", "plain.no_such_module"],
+    ["-m", "plain.finalizes"],
     ["scripts/report.py", "exit", "4"],
     ["scripts/no_such_script.py"],
-], ids=["ok", "exit-3", "exit-message", "unknown-command", "check", "unknown-module", "script-exit",
-        "no-script"])
+], ids=["ok", "exit-3", "exit-message", "unknown-command", "check", "unknown-module",
+        "threads-and-atexit", "script-exit", "no-script"])
 def test_warm_output_and_status_are_the_cold_ones(django_server, argv):
     warm = django_server.run(argv)
     expected = cold(argv)
@@ -43,6 +45,15 @@ def test_a_system_check_warning_is_printed_before_every_command(start_server):
         assert "?: (shop.W001) asked to warn" in warm.stderr
         assert (warm.code, warm.stdout, warm.stderr) == (
             expected.returncode, expected.stdout, expected.stderr)
+
+
+@pytest.mark.parametrize("argv", [["scripts/report.py", "raise"], ["-m", "plain.raises"]])
+def test_an_uncaught_exception_in_a_script_or_module_prints_the_cold_traceback(django_server,
+                                                                               argv):
+    warm = django_server.run(argv)
+    expected = cold(argv)
+    assert (warm.code, warm.stdout, warm.stderr) == (
+        expected.returncode, expected.stdout, expected.stderr)
 
 
 @pytest.mark.parametrize("argv", [["manage.py", "boom"], ["scripts/report.py", "raise"]])
@@ -113,3 +124,10 @@ def test_output_written_just_before_exit_reaches_the_pipe(django_server):
     # must flush before it exits.
     warm = django_server.run(["-m", "plain.bump"])
     assert warm.stdout.endswith("}\n")
+
+
+def test_an_uncaught_keyboard_interrupt_ends_the_run_by_sigint(django_server):
+    warm = django_server.run(["-m", "plain.interrupted"])
+    expected = cold(["-m", "plain.interrupted"])
+    assert expected.returncode == -signal.SIGINT
+    assert (warm.signal, warm.stderr) == (signal.SIGINT, expected.stderr)

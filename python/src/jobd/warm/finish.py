@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import runpy
 import signal
 import sys
 import threading
@@ -15,7 +14,6 @@ from types import TracebackType
 from typing import NoReturn
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-_RUNPY_FILE = runpy.run_path.__code__.co_filename
 # Py_FinalizeEx's status when flushing stdout or stderr fails at exit.
 FLUSH_FAILED = 120
 
@@ -65,12 +63,11 @@ def _print_uncaught(error: BaseException) -> None:
 
 
 def _run_frames(traceback: TracebackType | None) -> TracebackType | None:
-    """The traceback from the run's own first frame: the server's frames and runpy's
-    above it are not in a cold run's traceback."""
+    """The traceback without the server's frames above the run's, which a cold run's
+    does not have (runpy's frames of a -m run stay: a cold -m run shows them too)."""
     tb = traceback
     while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if filename != _RUNPY_FILE and not filename.startswith(_PACKAGE_DIR + os.sep):
+        if not tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR + os.sep):
             return tb
         tb = tb.tb_next
     return traceback
