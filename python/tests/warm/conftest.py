@@ -1,4 +1,3 @@
-import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -8,7 +7,7 @@ import pytest
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import Server  # noqa: E402
+from harness import Server, running  # noqa: E402
 
 
 @pytest.fixture
@@ -29,12 +28,4 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         server.stop()
         assert server.proc.returncode is not None
         for pid in server.reported_pids:
-            assert not _alive(pid), f"run process {pid} left running"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+            assert not running(pid), f"run process {pid} left running"

@@ -226,6 +226,15 @@ class SpawnError(Exception):
     pass
 
 
+def running(pid: int) -> bool:
+    """Whether the process exists and has not ended (a zombie has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def read_all(fds: list[int]) -> tuple[str, str]:
     """Reads the run's stdout and stderr to end of file, closing them."""
     chunks: dict[int, list[bytes]] = {fd: [] for fd in fds}

@@ -4,10 +4,11 @@ process group, runs that cannot start."""
 import os
 import signal
 import socket
+import time
 
 import pytest
 
-from harness import SpawnError, read_all
+from harness import SpawnError, read_all, running
 
 
 def test_a_preload_that_cannot_be_imported_is_reported_failed(start_server):
@@ -89,3 +90,21 @@ def test_a_run_that_cannot_start_gets_a_spawn_error(start_server, tmp_path):
                               "(stdin, stdout, stderr)"}
     # The server goes on serving.
     assert server.run(["-m", "plain.bump"]).code == 0
+
+
+def test_a_run_dies_with_its_server(start_server):
+    """kill -9 of the server: its children get SIGKILL (their parent-death signal), so
+    none outlives it and jobd's restart finds no fork behind."""
+    server = start_server(["django"])
+    server.hello(["django"])
+    pending = server.start(["manage.py", "nap", "60"])
+    assert os.read(pending.stdout, 100) == b"napping\n"
+    server.proc.kill()
+    server.wait_exit()
+    read_all([pending.stdout, pending.stderr])  # end of file: the child is gone too
+    deadline = time.monotonic() + 60
+    while running(pending.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(pending.pid)
+    server.running.clear()
+
