@@ -72,9 +72,11 @@ def prepare(run: Run, cwd_fd: int, inherited: Inherited) -> None:
     os.environ.clear()
     os.environ.update(run.env)
     os.environ.update(inherited.preload_env)
+    # The C library read TZ when the server started; localtime() must follow the run's.
     time.tzset()
-    # The stdlib's random re-seeded itself in os.fork() (its register_at_fork hook),
-    # as did every library that registered one.
+    # Nothing to do for random: the stdlib's re-seeded itself in os.fork() (its
+    # register_at_fork hook), as did every library that registered one.
+
     # The dispositions a fresh interpreter has, whatever the preload set.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
