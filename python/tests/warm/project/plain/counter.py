@@ -1,0 +1,3 @@
+"""A module-level value, changed by a run (python -m plain.bump)."""
+
+VALUE = 0

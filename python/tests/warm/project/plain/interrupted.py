@@ -1,0 +1,3 @@
+"""An uncaught KeyboardInterrupt: Python then ends by SIGINT."""
+
+raise KeyboardInterrupt

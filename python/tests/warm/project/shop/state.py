@@ -1,0 +1,3 @@
+"""A module-level value a run changes: the next run must see it fresh."""
+
+VALUE = 0
