@@ -1,5 +1,6 @@
 //! jobd's edges with the system: processes, the state directory, the control socket.
 pub mod control;
+pub mod journal;
 pub mod orphans;
 pub mod process;
 pub mod spawner;

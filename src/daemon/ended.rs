@@ -43,6 +43,7 @@ impl Daemon {
     /// A run has ended.
     pub(super) fn ended(&mut self, ended: Ended, now: Now) {
         let Ended { origin, record } = ended;
+        self.journal.ended(&record.run_id);
         self.history.push(record.info());
         let verdict = record.outcome.verdict();
         let failed_for_good = match &origin {

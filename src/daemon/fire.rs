@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use log::{info, warn};
 
-use super::Daemon;
+use super::{Daemon, interrupted};
+use crate::adapter::journal::Entry;
 use crate::leaf::now::Now;
 use crate::leaf::words::plural;
 use crate::leaf::{duration, timestamp};
@@ -170,6 +171,15 @@ impl Daemon {
         launch: Launch,
         now: Now,
     ) -> Result<String, String> {
+        self.journal.starting(&Entry {
+            run_id: id.clone(),
+            name: launch.name.to_string(),
+            origin: interrupted::origin_word(&launch.origin),
+            attempt: launch.attempt,
+            scheduled_at: launch.scheduled_at,
+            started_at: now.wall,
+            kill_grace_ms: launch.spec.kill_grace.as_millis() as u64,
+        });
         match self.supervisor.launch(id.clone(), launch, now) {
             Ok(_) => Ok(id),
             Err(ended) => {

@@ -9,6 +9,7 @@
 
 mod ended;
 mod fire;
+mod interrupted;
 mod oneoff;
 mod reload;
 mod requests;
@@ -27,6 +28,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::unistd::Pid;
 
 use crate::adapter::control::server::{ControlError, Server};
+use crate::adapter::journal::{Entry, Journal};
 use crate::adapter::spawner::System;
 use crate::adapter::state::History;
 use crate::leaf::notify::Notifier;
@@ -86,6 +88,11 @@ pub struct Daemon {
     pending: Pending,
     supervisor: Supervisor<System>,
     history: History,
+    /// Runs in flight, on disk, for the next jobd if this one is killed.
+    journal: Journal,
+    /// Runs a killed jobd left behind, stopped already, to be recorded as the loop
+    /// starts.
+    left_behind: Vec<Entry>,
     spool: Spool,
     server: Server,
     started_at: DateTime<Utc>,
@@ -161,6 +168,10 @@ impl Daemon {
         // spool's running files as left over from a crash.
         let server = Server::bind(&config.socket, config.socket_group.as_deref())
             .map_err(DaemonError::Control)?;
+        // Before the spool takes up its files and before anything fires: what a killed
+        // jobd left running must stop first.
+        let journal = Journal::open(&config.state_dir);
+        let left_behind = interrupted::stop_left_behind(&journal);
         let spool = Spool::open(&config, now.mono).map_err(DaemonError::Spool)?;
         let history = History::open(&config.state_dir);
         let supervisor = Supervisor::new(System, boot_id());
@@ -185,6 +196,8 @@ impl Daemon {
             pending: Pending::default(),
             supervisor,
             history,
+            journal,
+            left_behind,
             spool,
             server,
             started_at: now.wall,
@@ -210,6 +223,8 @@ impl Daemon {
     /// is handled, what is due is done, then `poll` waits for the next thing.
     pub fn run(mut self) -> Result<(), DaemonError> {
         let now = Now::read();
+        let left_behind = std::mem::take(&mut self.left_behind);
+        self.record_interrupted(left_behind, now);
         self.catch_up(now);
         self.arm()?;
         self.notifier

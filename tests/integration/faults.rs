@@ -1166,3 +1166,66 @@ fn a_spool_file_due_on_a_read_only_disk_runs_once_it_is_writable() {
     );
     jobd.stop();
 }
+
+/// (1c) A scheduled job's run lives on after jobd is killed with SIGKILL. The next jobd
+/// stops it before the job fires again (never two instances of a `max_instances: 1`
+/// job at once), and records it in the history as `interrupted`.
+#[test]
+fn a_killed_jobds_running_job_is_stopped_and_recorded_before_it_fires_again() {
+    let dir = Dir::new(
+        r#"
+timezone: UTC
+shutdown_grace: 5s
+jobs:
+  slow:
+    every: 1s
+    command: [sh, -c, 'echo "start $$" >> marker; sleep 30; echo "end $$" >> marker']
+"#,
+    );
+    let mark = dir.path().display().to_string();
+    let _leftovers = Leftovers(mark.clone());
+    let env = [(MARK, mark.as_str())];
+    let mut jobd = dir.start_appending(&env, None);
+    assert!(eventually(Duration::from_secs(20), || !dir
+        .lines("marker")
+        .is_empty()));
+    let old: i32 = dir.lines("marker")[0]
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    jobd.kill9();
+    assert!(alive(old), "the run dies with jobd?");
+
+    let mut jobd = dir.start_appending(&env, None);
+    // The next run starts only once the old one is gone.
+    assert!(
+        eventually(Duration::from_secs(30), || dir.lines("marker").len() >= 2),
+        "the job did not run again:\n{}",
+        jobd.log()
+    );
+    assert!(!alive(old), "the old run was stopped");
+    let starts: Vec<String> = dir.lines("marker");
+    assert!(
+        starts[1].starts_with("start ") && !starts[1].contains(&old.to_string()),
+        "{starts:?}"
+    );
+    let history = dir.jobctl(&["history", "slow", "--json"]).stdout();
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&history).unwrap();
+    let interrupted: Vec<_> = runs
+        .iter()
+        .filter(|r| r["outcome"] == "interrupted")
+        .collect();
+    assert_eq!(interrupted.len(), 1, "{history}");
+    assert!(
+        jobd.log()
+            .contains("still running from before jobd stopped"),
+        "{}",
+        jobd.log()
+    );
+    jobd.signal(nix::sys::signal::Signal::SIGTERM);
+    jobd.signal(nix::sys::signal::Signal::SIGTERM);
+    jobd.stop();
+    assert_nothing_left(&mark, Duration::from_secs(5));
+}
