@@ -9,6 +9,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use super::Daemon;
 use super::shutdown::Phase;
 use crate::adapter::control::protocol::{Body, RunAnswer};
+use crate::adapter::spawner::Spawner;
 use crate::leaf::duration;
 use crate::leaf::now::Now;
 use crate::machine::supervisor::{Ended, Launch, Origin};
@@ -16,7 +17,7 @@ use crate::model::record::{ExitStatus, signal_name};
 use crate::policy::hooks::{self, Alert, Failure};
 use crate::policy::overlap::Decision;
 
-impl Daemon {
+impl<S: Spawner> Daemon<S> {
     /// Reap every child that has ended: one SIGCHLD may stand for many.
     pub(super) fn reap(&mut self, now: Now) {
         loop {

@@ -6,6 +6,7 @@ use log::{info, warn};
 
 use super::{Daemon, interrupted};
 use crate::adapter::journal::Entry;
+use crate::adapter::spawner::Spawner;
 use crate::leaf::now::Now;
 use crate::leaf::words::plural;
 use crate::leaf::{duration, timestamp};
@@ -25,7 +26,7 @@ pub(super) struct Fate {
     pub started: Option<Result<String, String>>,
 }
 
-impl Daemon {
+impl<S: Spawner> Daemon<S> {
     /// Jobs with `catch_up: once` that missed instants while jobd was down run once now.
     pub(super) fn catch_up(&mut self, now: Now) {
         let config = self.config.clone();

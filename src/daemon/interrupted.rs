@@ -8,6 +8,7 @@ use nix::unistd::Pid;
 use super::Daemon;
 use crate::adapter::journal::{Entry, Journal};
 use crate::adapter::orphans;
+use crate::adapter::spawner::Spawner;
 use crate::leaf::now::Now;
 use crate::machine::supervisor::{Ended, Origin};
 use crate::model::config::DEFAULT_KILL_GRACE;
@@ -52,7 +53,7 @@ pub(super) fn stop_left_behind(journal: &Journal) -> Vec<Entry> {
     entries
 }
 
-impl Daemon {
+impl<S: Spawner> Daemon<S> {
     /// Record each run a killed jobd left behind as ended, `interrupted`.
     pub(super) fn record_interrupted(&mut self, entries: Vec<Entry>, now: Now) {
         for entry in entries {

@@ -14,6 +14,8 @@ mod oneoff;
 mod reload;
 mod requests;
 mod shutdown;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -29,7 +31,7 @@ use nix::unistd::Pid;
 
 use crate::adapter::control::server::{ControlError, Server};
 use crate::adapter::journal::{Entry, Journal};
-use crate::adapter::spawner::System;
+use crate::adapter::spawner::{Spawner, System};
 use crate::adapter::state::History;
 use crate::leaf::notify::Notifier;
 use crate::leaf::now::Now;
@@ -76,7 +78,7 @@ fn system(what: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
     move |error| DaemonError::System { what, error }
 }
 
-pub struct Daemon {
+pub struct Daemon<S: Spawner = System> {
     jobfile: PathBuf,
     environment: Option<String>,
     host: Host,
@@ -86,7 +88,7 @@ pub struct Daemon {
     plan: Plan,
     /// Instants waiting for a running instance to end (on_overlap queue, replace).
     pending: Pending,
-    supervisor: Supervisor<System>,
+    supervisor: Supervisor<S>,
     history: History,
     /// Runs in flight, on disk, for the next jobd if this one is killed.
     journal: Journal,
@@ -141,7 +143,7 @@ enum Slot {
     Pipe(u64, Stream),
 }
 
-impl Daemon {
+impl Daemon<System> {
     /// Load the jobfile and set up the loop; nothing runs until `run`.
     pub fn start(
         jobfile: PathBuf,
@@ -161,8 +163,43 @@ impl Daemon {
         // The default 50µs of timer slack would be added to every wake-up.
         let _ = nix::sys::prctl::set_timerslack(1);
         let signals = Signals::install().map_err(system("install signal handlers"))?;
+        Daemon::assemble(
+            Setup {
+                jobfile,
+                environment,
+                host,
+                config,
+                notifier,
+                signals,
+            },
+            System,
+            Now::read(),
+        )
+    }
+}
+
+/// What `assemble` builds a daemon from.
+struct Setup {
+    jobfile: PathBuf,
+    environment: Option<String>,
+    host: Host,
+    config: Config,
+    notifier: Notifier,
+    signals: Signals,
+}
+
+impl<S: Spawner> Daemon<S> {
+    /// Bind the socket, open the spool and the state, stop what a killed jobd left.
+    fn assemble(setup: Setup, spawner: S, now: Now) -> Result<Daemon<S>, DaemonError> {
+        let Setup {
+            jobfile,
+            environment,
+            host,
+            config,
+            notifier,
+            signals,
+        } = setup;
         let timer = Timer::new().map_err(system("create a timerfd"))?;
-        let now = Now::read();
         let plan = Plan::new(&config, now.wall);
         // First: a live jobd on this socket must be found before recovery treats the
         // spool's running files as left over from a crash.
@@ -174,7 +211,7 @@ impl Daemon {
         let left_behind = interrupted::stop_left_behind(&journal);
         let spool = Spool::open(&config, now.mono).map_err(DaemonError::Spool)?;
         let history = History::open(&config.state_dir);
-        let supervisor = Supervisor::new(System, boot_id());
+        let supervisor = Supervisor::new(spawner, boot_id());
         let watch = Watch::new(&config, |job| history.last_success(job), now.wall);
         let enabled = config.jobs.iter().filter(|j| j.enabled).count();
         info!(

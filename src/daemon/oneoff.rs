@@ -1,10 +1,11 @@
 //! Spool files to runs: what the spool claims, the daemon starts.
 
 use super::Daemon;
+use crate::adapter::spawner::Spawner;
 use crate::leaf::now::Now;
 use crate::machine::supervisor::{Launch, Origin};
 
-impl Daemon {
+impl<S: Spawner> Daemon<S> {
     /// Start every file the spool hands out. A file that could not start frees its
     /// worker at once: dispatch again until every start has been tried.
     pub(super) fn start_files(&mut self, now: Now) {

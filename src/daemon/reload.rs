@@ -8,6 +8,7 @@ use log::{error, info};
 use super::shutdown::Phase;
 use super::{Daemon, DaemonError};
 use crate::adapter::control::protocol::ReloadAnswer;
+use crate::adapter::spawner::Spawner;
 use crate::leaf::now::Now;
 use crate::machine::spool::Spool;
 use crate::machine::supervisor::Which;
@@ -15,7 +16,7 @@ use crate::model::config::{self, Config, RemovedJobs};
 use crate::model::record::Stop;
 use crate::policy::metrics::MetricsFile;
 
-impl Daemon {
+impl<S: Spawner> Daemon<S> {
     /// Re-read the jobfile; apply it unless `dry_run`.
     pub(super) fn reload_with(
         &mut self,

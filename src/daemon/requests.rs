@@ -7,12 +7,13 @@ use super::{Daemon, DaemonError};
 use crate::adapter::control::answer;
 use crate::adapter::control::protocol::{Body, Command, RunAnswer, SpoolStatus, Status};
 use crate::adapter::control::server::Incoming;
+use crate::adapter::spawner::Spawner;
 use crate::leaf::now::Now;
 use crate::model::config::HOOK_SUFFIX;
 use crate::policy::metrics::MetricsFile;
 use crate::policy::overlap::Decision;
 
-impl Daemon {
+impl<S: Spawner> Daemon<S> {
     pub(super) fn on_request(&mut self, incoming: Incoming, now: Now) -> Result<(), DaemonError> {
         let body = match incoming.request.command {
             Command::Status => Body::Status(self.status(now)),

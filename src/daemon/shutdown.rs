@@ -8,6 +8,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::Daemon;
+use crate::adapter::spawner::Spawner;
 use crate::leaf::now::Now;
 use crate::leaf::words::plural;
 use crate::leaf::{duration, procfs, timestamp};
@@ -37,7 +38,7 @@ pub(super) enum Phase {
 /// signal, and this phase lasts at most a kill grace.
 const ORPHAN_SCAN: Duration = Duration::from_millis(100);
 
-impl Daemon {
+impl<S: Spawner> Daemon<S> {
     pub(super) fn on_shutdown_signal(&mut self, now: Now) {
         match self.phase {
             Phase::Running => {

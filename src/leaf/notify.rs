@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use log::warn;
 
+/// Default: not under systemd, nothing is sent.
+#[derive(Default)]
 pub struct Notifier {
     socket: Option<(UnixDatagram, SocketAddr)>,
     /// Half of `$WATCHDOG_USEC`: how often to say WATCHDOG=1.

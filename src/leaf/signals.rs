@@ -47,6 +47,20 @@ impl Signals {
         Ok(signals)
     }
 
+    /// Signals with no handler behind them, for unit tests of the loop's parts: a test
+    /// binary's own signals are left alone.
+    #[cfg(test)]
+    pub fn unregistered() -> io::Result<Signals> {
+        let (wake, _) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        Ok(Signals {
+            wake,
+            child: Arc::default(),
+            reload: Arc::default(),
+            shutdown: Arc::default(),
+        })
+    }
+
     /// Polled for readability: a signal came.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.wake.as_fd()

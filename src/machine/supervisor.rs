@@ -438,7 +438,7 @@ impl<S: Spawner> Supervisor<S> {
     }
 
     #[cfg(test)]
-    fn spawner(&mut self) -> &mut S {
+    pub fn spawner(&mut self) -> &mut S {
         &mut self.spawner
     }
 
@@ -589,66 +589,9 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::adapter::process::{SpawnError, Spawned};
+    use crate::adapter::spawner::fake::Fake;
     use crate::model::config::Command;
     use crate::model::record::Verdict;
-
-    type Vars = Vec<(&'static str, String)>;
-
-    /// Stands in for real processes: each spawn gets the next pid and real pipes
-    /// whose write ends the test holds, and every signal is recorded.
-    #[derive(Default)]
-    struct Fake {
-        next_pid: i32,
-        spawned: Vec<(Pid, String, Vars)>,
-        writers: BTreeMap<i32, (OwnedFd, OwnedFd)>,
-        signals: Vec<(Pid, Signal, bool)>,
-        /// Groups that no longer exist.
-        gone: Vec<Pid>,
-        fail: bool,
-        strays: Vec<Pid>,
-    }
-
-    impl Spawner for Fake {
-        fn spawn(&mut self, request: &SpawnRequest) -> Result<Spawned, SpawnError> {
-            if self.fail {
-                return Err(SpawnError::MissingWorkdir(request.spec.workdir.clone()));
-            }
-            self.next_pid += 1;
-            let pid = Pid::from_raw(1000 + self.next_pid);
-            let (out_r, out_w) = nix::unistd::pipe().unwrap();
-            let (err_r, err_w) = nix::unistd::pipe().unwrap();
-            for fd in [&out_r, &err_r] {
-                nix::fcntl::fcntl(
-                    fd,
-                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-                )
-                .unwrap();
-            }
-            self.writers.insert(pid.as_raw(), (out_w, err_w));
-            self.spawned
-                .push((pid, request.run_id.to_string(), request.vars.to_vec()));
-            Ok(Spawned {
-                pid,
-                stdout: out_r,
-                stderr: err_r,
-            })
-        }
-
-        fn signal_group(&mut self, pgid: Pid, signal: Signal) -> bool {
-            let alive = !self.gone.contains(&pgid);
-            self.signals.push((pgid, signal, true));
-            alive
-        }
-
-        fn signal(&mut self, pid: Pid, signal: Signal) {
-            self.signals.push((pid, signal, false));
-        }
-
-        fn strays(&mut self, _run_id: &str) -> Vec<Pid> {
-            self.strays.clone()
-        }
-    }
 
     fn spec(timeout: Option<u64>) -> RunSpec {
         RunSpec {
@@ -695,9 +638,13 @@ mod tests {
         let id = sup.next_id();
         assert_eq!(id, "00000abc-1");
         let pid = sup.launch(id, launch("a", &spec, Origin::Job), t0).unwrap();
-        let (_, run_id, vars) = &sup.spawner().spawned[0];
-        assert_eq!(run_id, "00000abc-1");
-        assert!(vars.contains(&("JOBD_SCHEDULED_AT", "2027-01-15T08:00:00.000000Z".into())));
+        let spawned = &sup.spawner().spawned[0];
+        assert_eq!(spawned.run_id, "00000abc-1");
+        assert!(
+            spawned
+                .vars
+                .contains(&("JOBD_SCHEDULED_AT", "2027-01-15T08:00:00.000000Z".into()))
+        );
         assert_eq!(sup.running_of("a"), 1);
         let ended = sup.exited(pid, ExitStatus::Code(3), at(t0, 2)).unwrap();
         assert_eq!(ended.origin, Origin::Job);
