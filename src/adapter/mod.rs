@@ -3,5 +3,6 @@ pub mod control;
 pub mod journal;
 pub mod orphans;
 pub mod process;
+pub mod runtime;
 pub mod spawner;
 pub mod state;

@@ -51,6 +51,11 @@ pub enum SpawnError {
     NotRoot(String),
     /// The data for its stdin could not be prepared.
     Stdin(std::io::Error),
+    /// A warm runtime's server could not fork it (its workdir is missing, ...).
+    Runtime {
+        runtime: String,
+        error: String,
+    },
     /// exec failed: the program is missing, not executable, …
     Exec {
         program: String,
@@ -78,6 +83,9 @@ impl fmt::Display for SpawnError {
                 )
             }
             SpawnError::Stdin(error) => write!(f, "cannot prepare its stdin: {error}"),
+            SpawnError::Runtime { runtime, error } => {
+                write!(f, "runtime {runtime} could not start it: {error}")
+            }
             SpawnError::Exec {
                 program,
                 workdir,
@@ -137,26 +145,7 @@ pub fn spawn(request: &SpawnRequest) -> Result<Spawned, SpawnError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    if let Some(identity) = identity(spec)? {
-        command
-            .env("HOME", &identity.home)
-            .env("USER", &identity.name)
-            .env("LOGNAME", &identity.name);
-        let Identity {
-            uid, gid, groups, ..
-        } = identity;
-        // SAFETY: the closure runs in the child between fork and exec, and only makes
-        // the setgroups/setgid/setuid system calls, which are async-signal-safe; the
-        // group list was computed before the fork.
-        unsafe {
-            command.pre_exec(move || {
-                nix::unistd::setgroups(&groups)?;
-                nix::unistd::setgid(gid)?;
-                nix::unistd::setuid(uid)?;
-                Ok(())
-            });
-        }
-    }
+    as_user(&mut command, spec.user.as_deref(), spec.group.as_deref())?;
     let mut child = command.spawn().map_err(|error| SpawnError::Exec {
         program: match &spec.command {
             Command::Argv(argv) => argv[0].clone(),
@@ -183,7 +172,7 @@ pub fn spawn(request: &SpawnRequest) -> Result<Spawned, SpawnError> {
 
 /// A program named with a relative path is found relative to the job's workdir, not
 /// jobd's; a bare name is left for the PATH lookup.
-fn resolve(program: &str, workdir: &Path) -> OsString {
+pub fn resolve(program: &str, workdir: &Path) -> OsString {
     let path = Path::new(program);
     if program.contains('/') && path.is_relative() {
         workdir.join(path).into_os_string()
@@ -200,20 +189,53 @@ struct Identity {
     groups: Vec<Gid>,
 }
 
+/// Make `command` run as `user` and `group` (jobd's own when both are None): its
+/// `HOME`, `USER` and `LOGNAME`, and the switch between fork and exec. Call it before
+/// adding other `pre_exec` steps: a change of user clears some process settings
+/// (the parent-death signal among them).
+pub fn as_user(
+    command: &mut Std,
+    user: Option<&str>,
+    group: Option<&str>,
+) -> Result<(), SpawnError> {
+    let Some(identity) = identity(user, group)? else {
+        return Ok(());
+    };
+    command
+        .env("HOME", &identity.home)
+        .env("USER", &identity.name)
+        .env("LOGNAME", &identity.name);
+    let Identity {
+        uid, gid, groups, ..
+    } = identity;
+    // SAFETY: the closure runs in the child between fork and exec, and only makes
+    // the setgroups/setgid/setuid system calls, which are async-signal-safe; the
+    // group list was computed before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            nix::unistd::setgroups(&groups)?;
+            nix::unistd::setgid(gid)?;
+            nix::unistd::setuid(uid)?;
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
 /// The user and groups to switch to, or `None` to run as jobd's own user.
-fn identity(spec: &RunSpec) -> Result<Option<Identity>, SpawnError> {
-    if spec.user.is_none() && spec.group.is_none() {
+fn identity(user: Option<&str>, group: Option<&str>) -> Result<Option<Identity>, SpawnError> {
+    if user.is_none() && group.is_none() {
         return Ok(None);
     }
     let me = Uid::effective();
-    let user = match &spec.user {
+    let user = match user {
         Some(name) => lookup_user(name)?,
         None => User::from_uid(me)
             .ok()
             .flatten()
             .ok_or_else(|| SpawnError::UnknownUser(me.to_string()))?,
     };
-    let gid = match &spec.group {
+    let gid = match group {
         Some(name) => lookup_group(name)?,
         None => user.gid,
     };
@@ -254,7 +276,7 @@ pub fn signal_group(pgid: Pid, signal: Signal) -> bool {
 
 /// `data` in an anonymous in-memory file, read from its start: a child's stdin that
 /// never blocks jobd, however much it holds or however slowly the child reads.
-fn in_memory(data: &[u8]) -> std::io::Result<OwnedFd> {
+pub fn in_memory(data: &[u8]) -> std::io::Result<OwnedFd> {
     use std::io::{Seek, Write};
     let fd = nix::sys::memfd::memfd_create(c"jobd-stdin", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)?;
     let mut file = std::fs::File::from(fd);

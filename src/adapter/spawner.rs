@@ -7,6 +7,7 @@ use nix::unistd::Pid;
 
 use crate::adapter::orphans;
 use crate::adapter::process::{self, SpawnError, SpawnRequest, Spawned};
+use crate::adapter::runtime::{Runtimes, Warm};
 
 pub trait Spawner {
     fn spawn(&mut self, request: &SpawnRequest) -> Result<Spawned, SpawnError>;
@@ -20,15 +21,44 @@ pub trait Spawner {
     /// The processes of run `run_id` that are not in its own group (they left it with
     /// `setsid`), among jobd's descendants. Asked only at a timeout.
     fn strays(&mut self, run_id: &str) -> Vec<Pid>;
+
+    /// The warm runtimes' servers, when this spawner has them.
+    fn runtimes(&mut self) -> Option<&mut Runtimes> {
+        None
+    }
+
+    fn runtimes_ref(&self) -> Option<&Runtimes> {
+        None
+    }
 }
 
-/// Processes forked and exec'd by jobd itself.
-#[derive(Debug, Default)]
-pub struct System;
+/// Processes forked and exec'd by jobd itself, or forked by a warm runtime's server.
+#[derive(Default)]
+pub struct System {
+    pub runtimes: Runtimes,
+}
 
 impl Spawner for System {
     fn spawn(&mut self, request: &SpawnRequest) -> Result<Spawned, SpawnError> {
-        process::spawn(request)
+        if request.spec.runtime.is_none() {
+            return process::spawn(request);
+        }
+        match self.runtimes.spawn(request) {
+            Warm::Forked(spawned) => Ok(spawned),
+            Warm::Refused(error) => Err(error),
+            Warm::Cold(spec) => process::spawn(&SpawnRequest {
+                spec: &spec,
+                ..*request
+            }),
+        }
+    }
+
+    fn runtimes(&mut self) -> Option<&mut Runtimes> {
+        Some(&mut self.runtimes)
+    }
+
+    fn runtimes_ref(&self) -> Option<&Runtimes> {
+        Some(&self.runtimes)
     }
 
     fn signal_group(&mut self, pgid: Pid, signal: Signal) -> bool {

@@ -34,9 +34,17 @@ impl<S: Spawner> Daemon<S> {
                     return;
                 }
             };
-            match self.supervisor.exited(pid, status, now) {
-                Some(ended) => self.ended(ended, now),
-                None => info!("reaped adopted orphan pid {pid}: {}", describe(status)),
+            if let Some(ended) = self.supervisor.exited(pid, status, now) {
+                self.ended(ended, now);
+                continue;
+            }
+            let server = self
+                .supervisor
+                .spawner()
+                .runtimes()
+                .is_some_and(|runtimes| runtimes.reaped(pid, status, now));
+            if !server {
+                info!("reaped adopted orphan pid {pid}: {}", describe(status));
             }
         }
     }

@@ -31,6 +31,7 @@ use nix::unistd::Pid;
 
 use crate::adapter::control::server::{ControlError, Server};
 use crate::adapter::journal::{Entry, Journal};
+use crate::adapter::runtime::server::Part;
 use crate::adapter::spawner::{Spawner, System};
 use crate::adapter::state::History;
 use crate::leaf::notify::Notifier;
@@ -130,6 +131,7 @@ struct Ready {
     listener: bool,
     clients: Vec<u64>,
     pipes: Vec<(u64, Stream)>,
+    runtimes: Vec<(u64, Part)>,
 }
 
 /// What each descriptor handed to `poll` stands for.
@@ -141,6 +143,8 @@ enum Slot {
     Listener,
     Client(u64),
     Pipe(u64, Stream),
+    /// A warm runtime server's socket or output.
+    Runtime(u64, Part),
 }
 
 impl Daemon<System> {
@@ -172,7 +176,7 @@ impl Daemon<System> {
                 notifier,
                 signals,
             },
-            System,
+            System::default(),
             Now::read(),
         )
     }
@@ -211,7 +215,10 @@ impl<S: Spawner> Daemon<S> {
         let left_behind = interrupted::stop_left_behind(&journal);
         let spool = Spool::open(&config, now.mono).map_err(DaemonError::Spool)?;
         let history = History::open(&config.state_dir);
-        let supervisor = Supervisor::new(spawner, boot_id());
+        let mut supervisor = Supervisor::new(spawner, boot_id());
+        if let Some(runtimes) = supervisor.spawner().runtimes() {
+            runtimes.configure(&config.runtimes, now);
+        }
         let watch = Watch::new(&config, |job| history.last_success(job), now.wall);
         let enabled = config.jobs.iter().filter(|j| j.enabled).count();
         info!(
@@ -276,6 +283,7 @@ impl<S: Spawner> Daemon<S> {
             self.tell_systemd(now.mono);
             self.spool.tick(now.wall, now.mono, &self.config);
             self.start_files(now);
+            self.warm_exits(now);
             self.write_metrics(now);
             self.arm()?;
             if self.advance_shutdown(now) {
@@ -313,7 +321,28 @@ impl<S: Spawner> Daemon<S> {
         for (key, stream) in ready.pipes {
             self.supervisor.read_output(key, stream, now);
         }
+        if let Some(runtimes) = self.supervisor.spawner().runtimes() {
+            for (key, part) in ready.runtimes {
+                runtimes.readable(key, part, now);
+            }
+        }
         Ok(())
+    }
+
+    /// Warm runs whose process ended, as their servers reported them.
+    fn warm_exits(&mut self, now: Now) {
+        let exits = match self.supervisor.spawner().runtimes() {
+            Some(runtimes) => {
+                runtimes.tick(now);
+                runtimes.take_exits()
+            }
+            None => return,
+        };
+        for (pid, status) in exits {
+            if let Some(ended) = self.supervisor.exited(pid, status, now) {
+                self.ended(ended, now);
+            }
+        }
     }
 
     /// One poll, until the earliest deadline. Returns what is ready.
@@ -327,6 +356,10 @@ impl<S: Spawner> Daemon<S> {
                 .as_ref()
                 .and_then(MetricsFile::next_deadline),
             self.shutdown_deadline(now),
+            self.supervisor
+                .spawner_ref()
+                .runtimes_ref()
+                .and_then(|r| r.next_deadline()),
         ]
         .into_iter()
         .flatten()
@@ -355,6 +388,11 @@ impl<S: Spawner> Daemon<S> {
         for (key, stream, fd) in self.supervisor.pipes() {
             add(Slot::Pipe(key, stream), fd, PollFlags::POLLIN);
         }
+        if let Some(runtimes) = self.supervisor.spawner_ref().runtimes_ref() {
+            for (key, part, fd) in runtimes.fds() {
+                add(Slot::Runtime(key, part), fd, PollFlags::POLLIN);
+            }
+        }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => {
@@ -376,6 +414,7 @@ impl<S: Spawner> Daemon<S> {
                 Slot::Listener => ready.listener = true,
                 Slot::Client(id) => ready.clients.push(id),
                 Slot::Pipe(key, stream) => ready.pipes.push((key, stream)),
+                Slot::Runtime(key, part) => ready.runtimes.push((key, part)),
             }
         }
         Ok(ready)

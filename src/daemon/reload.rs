@@ -117,6 +117,10 @@ impl<S: Spawner> Daemon<S> {
             answer.removed.join(", "),
             answer.changed.join(", ")
         );
+        // A deploy may have changed the code the servers imported: new ones start.
+        if let Some(runtimes) = self.supervisor.spawner().runtimes() {
+            runtimes.configure(&config.runtimes, now);
+        }
         self.config = Rc::new(config);
         self.reload_error = None;
         self.metrics.reloaded(true);

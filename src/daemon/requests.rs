@@ -82,7 +82,9 @@ impl<S: Spawner> Daemon<S> {
 
     fn status(&self, now: Now) -> Status {
         let (queued, delayed, running, retrying) = self.spool.counts();
+        let runtimes = self.supervisor.spawner_ref().runtimes_ref();
         Status {
+            runtimes: runtimes.map(|r| r.status()).unwrap_or_default(),
             daemon: Some(answer::daemon_info(&self.config, self.started_at)),
             reload_error: self.reload_error.clone(),
             problems: self
@@ -91,6 +93,7 @@ impl<S: Spawner> Daemon<S> {
                 .map(str::to_string)
                 .into_iter()
                 .chain(self.spool.problems())
+                .chain(runtimes.map(|r| r.problems()).unwrap_or_default())
                 .chain(
                     self.metrics_file
                         .as_ref()

@@ -57,6 +57,9 @@ impl<S: Spawner> Daemon<S> {
                     );
                 }
                 self.spool.stop();
+                if let Some(runtimes) = self.supervisor.spawner().runtimes() {
+                    runtimes.retire_all();
+                }
                 self.plan = Plan::default();
                 self.watch = Watch::default();
                 self.phase = Phase::Draining {

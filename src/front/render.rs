@@ -6,6 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 
 use crate::adapter::control::protocol::{NextInstant, Status};
+use crate::adapter::runtime::RuntimeStatus;
 use crate::model::record::{RunInfo, Verdict};
 
 /// How to show instants and whether to colour.
@@ -219,6 +220,9 @@ pub fn status(status: &Status, style: &Style) -> String {
         ]);
     }
     out.push_str(&table(&rows));
+    if !status.runtimes.is_empty() {
+        out.push_str(&runtimes(&status.runtimes, style));
+    }
     if let Some(spool) = &status.spool {
         let failed = format!("{} failed in the last 24h", spool.failed_recently);
         let _ = writeln!(
@@ -235,6 +239,40 @@ pub fn status(status: &Status, style: &Style) -> String {
                 failed
             }
         );
+    }
+    out
+}
+
+/// The warm runtimes' servers, under the jobs.
+fn runtimes(runtimes: &[RuntimeStatus], style: &Style) -> String {
+    let mut out = String::from("\nwarm runtimes:\n");
+    for runtime in runtimes {
+        let state = match runtime.state.as_str() {
+            "ready" => runtime.state.clone(),
+            "failed" => style.red("failed (its runs start cold)"),
+            other => format!("{other} (its runs start cold)"),
+        };
+        let since = runtime
+            .since
+            .as_deref()
+            .and_then(parse)
+            .map(|at| clock(at, style))
+            .unwrap_or_else(|| "-".to_string());
+        let pid = runtime
+            .pid
+            .map_or_else(|| "-".to_string(), |pid| pid.to_string());
+        let _ = writeln!(
+            out,
+            "  {}: {state}, server pid {pid} since {since}, {} served, {} restart{}",
+            runtime.name,
+            crate::leaf::words::count(runtime.runs, "run"),
+            runtime.restarts,
+            crate::leaf::words::plural(runtime.restarts)
+        );
+        if let Some(error) = &runtime.last_error {
+            let first = error.lines().next().unwrap_or_default();
+            let _ = writeln!(out, "    last error: {first}");
+        }
     }
     out
 }

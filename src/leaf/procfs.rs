@@ -55,6 +55,20 @@ pub fn environ(pid: i32) -> Vec<Vec<u8>> {
         .unwrap_or_default()
 }
 
+/// A process's resident memory in bytes (VmRSS).
+pub fn rss(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 /// Every process's parent, read once.
 pub fn parents() -> HashMap<i32, i32> {
     pids()

@@ -144,6 +144,8 @@ pub struct Supervisor<S: Spawner> {
     /// Run ids are `<boot>-<n>`: unique across restarts without a clock or a counter
     /// on disk.
     boot: u32,
+    next_run: u64,
+    /// Keys name a run's pipes for the loop's poll.
     next_key: u64,
 }
 
@@ -154,6 +156,7 @@ impl<S: Spawner> Supervisor<S> {
             runs: Vec::new(),
             lingering: Vec::new(),
             boot,
+            next_run: 1,
             next_key: 1,
         }
     }
@@ -161,8 +164,8 @@ impl<S: Spawner> Supervisor<S> {
     /// The id of the next run: the only source of run ids. Taken before the process
     /// exists, so that a record written before the spawn can name it.
     pub fn next_id(&mut self) -> String {
-        let id = format!("{:08x}-{}", self.boot, self.next_key);
-        self.next_key += 1;
+        let id = format!("{:08x}-{}", self.boot, self.next_run);
+        self.next_run += 1;
         id
     }
 
@@ -437,9 +440,12 @@ impl<S: Spawner> Supervisor<S> {
         !self.lingering.is_empty()
     }
 
-    #[cfg(test)]
     pub fn spawner(&mut self) -> &mut S {
         &mut self.spawner
+    }
+
+    pub fn spawner_ref(&self) -> &S {
+        &self.spawner
     }
 
     fn stop_run(&mut self, index: usize, why: Stop, now: Instant) {
@@ -602,6 +608,7 @@ mod tests {
             kill_grace: Duration::from_secs(10),
             user: None,
             group: None,
+            runtime: None,
         }
     }
 

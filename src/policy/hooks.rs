@@ -107,6 +107,8 @@ pub fn spec(hook: &Hook, job: &RunSpec, fallback: &Path) -> RunSpec {
         } else {
             fallback.to_path_buf()
         },
+        // A hook runs cold: its command is a program, not what a runtime runs.
+        runtime: None,
         ..job.clone()
     }
 }

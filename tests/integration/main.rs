@@ -13,3 +13,4 @@ mod peers;
 mod reload;
 mod spool;
 mod users;
+mod warm;

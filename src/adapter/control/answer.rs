@@ -52,6 +52,7 @@ pub fn offline_status(config: &Config) -> Status {
         problems: Vec::new(),
         jobs: jobs(config, None, &history, |_| 0, |_| false),
         spool: None,
+        runtimes: Vec::new(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::adapter::runtime::RuntimeStatus;
 use crate::model::record::RunInfo;
 
 /// Raised only for changes an older jobctl could not read.
@@ -75,6 +76,9 @@ pub struct Status {
     pub problems: Vec<String>,
     pub jobs: Vec<JobStatus>,
     pub spool: Option<SpoolStatus>,
+    /// The warm runtimes, with their servers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtimes: Vec<RuntimeStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -144,6 +144,46 @@ impl Checker {
         }
     }
 
+    /// A size in bytes: `512M`, `2G`, `800K` (powers of 1024), or a number of bytes.
+    pub(crate) fn size(&mut self, node: &Node, path: &str) -> Option<u64> {
+        let text = match &node.value {
+            Value::Int(n) if *n > 0 => return Some(*n as u64),
+            Value::Str(text) => text.trim(),
+            _ => {
+                self.wrong_type(node, path, "a size like 512M or 2G");
+                return None;
+            }
+        };
+        let (digits, unit) = text.split_at(
+            text.find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(text.len()),
+        );
+        let scale: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "K" | "KiB" => 1 << 10,
+            "M" | "MiB" => 1 << 20,
+            "G" | "GiB" => 1 << 30,
+            _ => 0,
+        };
+        match digits
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(scale))
+        {
+            Some(bytes) if bytes > 0 => Some(bytes),
+            _ => {
+                self.bad(
+                    node,
+                    path,
+                    format!(
+                        "`{text}` is not a size; write it like 512M or 2G (K, M, G: powers of 1024)"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     pub(crate) fn count(&mut self, node: &Node, path: &str, min: u32) -> Option<u32> {
         match &node.value {
             Value::Int(n) if *n >= i128::from(min) && *n <= i128::from(MAX_COUNT) => {

@@ -1,6 +1,6 @@
 //! What a reload changes: the difference between two validated jobfiles, in words.
 
-use super::{Config, Job, RunSpec, Task};
+use super::{Config, Job, RunSpec, Runtime, Task};
 
 /// Jobs and tasks added, removed and changed (`job a (schedule ... -> ...)`), and
 /// changed settings (`setting spool.workers`).
@@ -42,8 +42,56 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
     for task in old.tasks.iter().filter(|t| new.task(&t.name).is_none()) {
         answer.removed.push(format!("task {}", task.name));
     }
+    for runtime in &new.runtimes {
+        match old.runtime(&runtime.name) {
+            None => answer.added.push(format!("runtime {}", runtime.name)),
+            Some(before) if before != runtime => answer.changed.push(format!(
+                "runtime {} ({})",
+                runtime.name,
+                runtime_changes(before, runtime)
+            )),
+            Some(_) => {}
+        }
+    }
+    for runtime in old
+        .runtimes
+        .iter()
+        .filter(|r| new.runtime(&r.name).is_none())
+    {
+        answer.removed.push(format!("runtime {}", runtime.name));
+    }
     answer.changed.extend(setting_changes(old, new));
     answer
+}
+
+fn runtime_changes(before: &Runtime, after: &Runtime) -> String {
+    let Runtime {
+        name: _,
+        command,
+        workdir,
+        env,
+        preload,
+        user,
+        group,
+        max_runs,
+        max_rss,
+        pos: _,
+    } = before;
+    [
+        ("command", *command != after.command),
+        ("workdir", *workdir != after.workdir),
+        ("env", *env != after.env),
+        ("preload", *preload != after.preload),
+        ("user", *user != after.user),
+        ("group", *group != after.group),
+        ("max_runs", *max_runs != after.max_runs),
+        ("max_rss", *max_rss != after.max_rss),
+    ]
+    .iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(key, _)| key.to_string())
+    .collect::<Vec<_>>()
+    .join("; ")
 }
 
 /// Top-level and spool settings that differ; those a running jobd cannot move say so.
@@ -194,6 +242,7 @@ fn run_changes(before: &RunSpec, after: &RunSpec) -> Vec<String> {
         ("kill_grace", before.kill_grace != after.kill_grace),
         ("user", before.user != after.user),
         ("group", before.group != after.group),
+        ("runtime", before.runtime != after.runtime),
     ];
     changes.extend(
         settings

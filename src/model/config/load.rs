@@ -12,7 +12,7 @@ use super::places::Places;
 use super::{
     CatchUp, Command, Config, DEFAULT_HOOK_REPEAT_AFTER, DEFAULT_HOOK_TIMEOUT, DEFAULT_KEEP_DONE,
     DEFAULT_KILL_GRACE, DEFAULT_RETRY_DELAY, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WORKERS, Hook, Host,
-    Job, OnOverlap, RemovedJobs, Retention, RunSpec, Spool, Task,
+    Job, OnOverlap, RemovedJobs, Retention, RunSpec, Runtime, Spool, Task,
 };
 use crate::leaf::suggest;
 use crate::leaf::yaml::{self, Node, Value};
@@ -30,6 +30,7 @@ const TOP_KEYS: &[&str] = &[
     "tasks",
     "removed_jobs",
     "metrics_file",
+    "runtimes",
 ];
 /// What `defaults:`, jobs and tasks share: how to start a process, and what to do
 /// when it fails.
@@ -60,6 +61,7 @@ const JOB_KEYS: &[&str] = &[
     "catch_up",
     "on_failure",
     "alert_after",
+    "runtime",
 ];
 const TASK_KEYS: &[&str] = &[
     "command",
@@ -73,6 +75,10 @@ const TASK_KEYS: &[&str] = &[
     "retry_delay",
     "max_instances",
     "on_failure",
+    "runtime",
+];
+const RUNTIME_KEYS: &[&str] = &[
+    "command", "workdir", "env", "preload", "user", "group", "max_runs", "max_rss",
 ];
 const SPOOL_KEYS: &[&str] = &[
     "dir",
@@ -229,6 +235,14 @@ impl Checker {
             None => RunParts::default(),
         };
         let spool = self.spool(top.get("spool"), &state_dir, dir);
+        let runtimes: Vec<Runtime> = match top.get("runtimes") {
+            Some(node) => self
+                .named_entries(node, "runtimes")
+                .into_iter()
+                .filter_map(|(name, key, body)| self.runtime(name, key, body, &defaults, dir))
+                .collect(),
+            None => Vec::new(),
+        };
 
         let job_entries = match top.get("jobs") {
             Some(node) => self.named_entries(node, "jobs"),
@@ -252,12 +266,24 @@ impl Checker {
         let jobs: Vec<Job> = job_entries
             .iter()
             .filter_map(|(name, key, body)| {
-                self.job(name, key, body, &defaults, timezone, environment, dir)
+                let context = Context {
+                    defaults: &defaults,
+                    runtimes: &runtimes,
+                    dir,
+                };
+                self.job(name, key, body, &context, timezone, environment)
             })
             .collect();
         let tasks: Vec<Task> = task_entries
             .iter()
-            .filter_map(|(name, key, body)| self.task(name, key, body, &defaults, dir))
+            .filter_map(|(name, key, body)| {
+                let context = Context {
+                    defaults: &defaults,
+                    runtimes: &runtimes,
+                    dir,
+                };
+                self.task(name, key, body, &context)
+            })
             .collect();
 
         let job_index = jobs
@@ -279,6 +305,7 @@ impl Checker {
             tasks,
             removed_jobs,
             metrics_file,
+            runtimes,
         })
     }
 
@@ -341,21 +368,21 @@ impl Checker {
         named
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn job(
         &mut self,
         name: &str,
         key: &Node,
         body: &Node,
-        defaults: &RunParts,
+        context: &Context,
         timezone: Tz,
         environment: Option<&str>,
-        dir: &Path,
     ) -> Option<Job> {
+        let Context { defaults, dir, .. } = *context;
         let path = format!("jobs.{name}");
         let fields = self.fields(body, &path, JOB_KEYS)?;
         let parts = self.run_parts_of(&fields, &path, dir);
         let command = self.required_command(&fields, &path, key);
+        let runtime = self.runtime_of(&fields, &path, &parts, command.as_ref(), context);
 
         let schedule = match (fields.get("schedule"), fields.get("every")) {
             (Some(cron), Some(_)) => {
@@ -451,7 +478,7 @@ impl Checker {
             schedule: schedule?,
             on_failure,
             alert_after,
-            run: merge(defaults, parts, command?, dir),
+            run: merge(defaults, parts, command?, runtime?, dir),
             max_instances,
             on_overlap,
             environments,
@@ -461,18 +488,13 @@ impl Checker {
         })
     }
 
-    fn task(
-        &mut self,
-        name: &str,
-        key: &Node,
-        body: &Node,
-        defaults: &RunParts,
-        dir: &Path,
-    ) -> Option<Task> {
+    fn task(&mut self, name: &str, key: &Node, body: &Node, context: &Context) -> Option<Task> {
+        let Context { defaults, dir, .. } = *context;
         let path = format!("tasks.{name}");
         let fields = self.fields(body, &path, TASK_KEYS)?;
         let parts = self.run_parts_of(&fields, &path, dir);
         let command = self.required_command(&fields, &path, key);
+        let runtime = self.runtime_of(&fields, &path, &parts, command.as_ref(), context);
         let retries = fields
             .get("retries")
             .and_then(|n| self.count(n, &format!("{path}.retries"), 0))
@@ -487,12 +509,130 @@ impl Checker {
         Some(Task {
             name: name.to_string(),
             on_failure: hook(defaults, &parts),
-            run: merge(defaults, parts, command?, dir),
+            run: merge(defaults, parts, command?, runtime?, dir),
             retries,
             retry_delay,
             max_instances,
             pos: key.pos,
         })
+    }
+
+    /// One entry of `runtimes:`.
+    fn runtime(
+        &mut self,
+        name: &str,
+        key: &Node,
+        body: &Node,
+        defaults: &RunParts,
+        dir: &Path,
+    ) -> Option<Runtime> {
+        let path = format!("runtimes.{name}");
+        let fields = self.fields(body, &path, RUNTIME_KEYS)?;
+        let sub = |key: &str| format!("{path}.{key}");
+        let command = match self.required_command(&fields, &path, key)? {
+            Command::Argv(argv) => argv,
+            Command::Shell(_) => {
+                let node = fields.get("command").expect("a command was read");
+                self.bad(
+                    node,
+                    &sub("command"),
+                    "a runtime's command is a list (`[.venv/bin/python, -m, jobd.warm]`): \
+                     its first word is also the interpreter cold runs fall back to",
+                );
+                return None;
+            }
+        };
+        let preload = match fields.get("preload") {
+            Some(node) => self.string_list(node, &sub("preload"))?,
+            None => Vec::new(),
+        };
+        let mut env = defaults.env.clone();
+        if let Some(own) = fields.get("env").and_then(|n| self.env(n, &sub("env"))) {
+            env.extend(own);
+        }
+        let max_rss = match fields.get("max_rss") {
+            Some(node) => Some(self.size(node, &sub("max_rss"))?),
+            None => None,
+        };
+        Some(Runtime {
+            name: name.to_string(),
+            command,
+            workdir: fields
+                .get("workdir")
+                .and_then(|n| self.path(n, &sub("workdir"), dir))
+                .or_else(|| defaults.workdir.clone())
+                .unwrap_or_else(|| dir.to_path_buf()),
+            env,
+            preload,
+            user: fields
+                .get("user")
+                .and_then(|n| self.name(n, &sub("user")))
+                .or_else(|| defaults.user.clone()),
+            group: fields
+                .get("group")
+                .and_then(|n| self.name(n, &sub("group")))
+                .or_else(|| defaults.group.clone()),
+            max_runs: fields
+                .get("max_runs")
+                .and_then(|n| self.count(n, &sub("max_runs"), 1)),
+            max_rss,
+            pos: key.pos,
+        })
+    }
+
+    /// The runtime a job or task names (`runtime:`), checked against what the job
+    /// says: its command must be a list, and it runs as the runtime's user. `Some(None)`
+    /// without `runtime:`; `None` after a problem.
+    fn runtime_of<'a>(
+        &mut self,
+        fields: &Fields,
+        path: &str,
+        parts: &RunParts,
+        command: Option<&Command>,
+        context: &Context<'a>,
+    ) -> Option<Option<&'a Runtime>> {
+        let Some(node) = fields.get("runtime") else {
+            return Some(None);
+        };
+        let name = self.name(node, &format!("{path}.runtime"))?;
+        let Some(runtime) = context.runtimes.iter().find(|r| r.name == name) else {
+            let known = context.runtimes.iter().map(|r| r.name.as_str());
+            let reason = match suggest::closest(&name, known) {
+                Some(near) => format!("there is no runtime `{name}`; did you mean `{near}`?"),
+                None => format!("there is no runtime `{name}` in `runtimes:`"),
+            };
+            self.bad(node, &format!("{path}.runtime"), reason);
+            return None;
+        };
+        if let Some(Command::Shell(_)) = command {
+            self.bad(
+                node,
+                &format!("{path}.runtime"),
+                "a job run by a runtime has a list as its command (`[manage.py, send_mail]`), \
+                 not a shell line",
+            );
+            return None;
+        }
+        let user = parts.user.as_ref().or(context.defaults.user.as_ref());
+        let group = parts.group.as_ref().or(context.defaults.group.as_ref());
+        if user != runtime.user.as_ref() || group != runtime.group.as_ref() {
+            self.bad(
+                node,
+                &format!("{path}.runtime"),
+                format!(
+                    "its runs are forks of the runtime's server, which runs as {}: \
+                     give the job the same `user:` and `group:`, or none",
+                    match (&runtime.user, &runtime.group) {
+                        (Some(u), Some(g)) => format!("user `{u}`, group `{g}`"),
+                        (Some(u), None) => format!("user `{u}`"),
+                        (None, Some(g)) => format!("group `{g}`"),
+                        (None, None) => "jobd's own user".to_string(),
+                    }
+                ),
+            );
+            return None;
+        }
+        Some(Some(runtime))
     }
 
     fn spool(&mut self, node: Option<&Node>, state_dir: &Path, dir: &Path) -> Option<Spool> {
@@ -793,9 +933,27 @@ fn hook(defaults: &RunParts, own: &RunParts) -> Option<Hook> {
     }
 }
 
-/// A job's or task's own settings over `defaults:`; `env` merges key by key.
-fn merge(defaults: &RunParts, own: RunParts, command: Command, dir: &Path) -> RunSpec {
-    let mut env = defaults.env.clone();
+/// What jobs and tasks are read against.
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    defaults: &'a RunParts,
+    runtimes: &'a [Runtime],
+    dir: &'a Path,
+}
+
+/// A job's or task's own settings over `defaults:` (and its runtime's); `env` merges
+/// key by key: `defaults.env`, the runtime's env, the job's own.
+fn merge(
+    defaults: &RunParts,
+    own: RunParts,
+    command: Command,
+    runtime: Option<&Runtime>,
+    dir: &Path,
+) -> RunSpec {
+    let mut env = match runtime {
+        Some(runtime) => runtime.env.clone(),
+        None => defaults.env.clone(),
+    };
     env.extend(own.env);
     RunSpec {
         command,
@@ -811,5 +969,6 @@ fn merge(defaults: &RunParts, own: RunParts, command: Command, dir: &Path) -> Ru
             .unwrap_or(DEFAULT_KILL_GRACE),
         user: own.user.or_else(|| defaults.user.clone()),
         group: own.group.or_else(|| defaults.group.clone()),
+        runtime: runtime.map(|r| r.name.clone()),
     }
 }

@@ -85,6 +85,8 @@ pub struct Config {
     pub removed_jobs: RemovedJobs,
     /// Where to write the Prometheus text-format metrics, if anywhere.
     pub metrics_file: Option<PathBuf>,
+    /// In the order the jobfile lists them.
+    pub runtimes: Vec<Runtime>,
     /// Where each job is in `jobs`: a jobfile may hold thousands, looked up by name at
     /// every instant and on every reload.
     job_index: std::collections::HashMap<String, usize>,
@@ -102,6 +104,10 @@ impl Config {
 
     pub fn task(&self, name: &str) -> Option<&Task> {
         self.tasks.iter().find(|task| task.name == name)
+    }
+
+    pub fn runtime(&self, name: &str) -> Option<&Runtime> {
+        self.runtimes.iter().find(|runtime| runtime.name == name)
     }
 }
 
@@ -161,6 +167,31 @@ pub struct RunSpec {
     pub kill_grace: Duration,
     pub user: Option<String>,
     pub group: Option<String>,
+    /// The warm runtime whose server forks this run, if any (`runtime:`); `command`
+    /// is then what the server runs, and `env` already holds the runtime's.
+    pub runtime: Option<String>,
+}
+
+/// A warm runtime (`runtimes:`): a server started once, which imports its preload and
+/// forks one fresh process per run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runtime {
+    pub name: String,
+    /// The server's argv; its first word is the interpreter cold runs fall back to.
+    pub command: Vec<String>,
+    pub workdir: PathBuf,
+    /// `defaults.env`, then the runtime's own: what the server runs with.
+    pub env: BTreeMap<String, String>,
+    /// What the server imports once (`django`: set up Django and import every app's
+    /// commands and task modules).
+    pub preload: Vec<String>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    /// The server is replaced after this many runs.
+    pub max_runs: Option<u32>,
+    /// The server is replaced, between runs, once its resident memory passes this.
+    pub max_rss: Option<u64>,
+    pub pos: Pos,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

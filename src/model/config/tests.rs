@@ -508,3 +508,70 @@ fn explosive_jobfiles_are_refused_quickly() {
         assert!(cpu < Duration::from_secs(2), "took {cpu:?}");
     }
 }
+
+#[test]
+fn a_runtime_is_read_and_its_env_sits_between_defaults_and_the_job() {
+    let config = ok(r#"
+defaults:
+  env: {A: defaults, B: defaults, C: defaults}
+runtimes:
+  django:
+    command: [.venv/bin/python, -m, jobd.warm]
+    env: {B: runtime, C: runtime}
+    preload: [django, shop.tasks]
+    max_runs: 500
+    max_rss: 512M
+jobs:
+  mail:
+    every: 5s
+    runtime: django
+    command: [manage.py, send_mail]
+    env: {C: job}
+  cold:
+    every: 5s
+    command: [x]
+"#);
+    let runtime = config.runtime("django").unwrap();
+    assert_eq!(runtime.command, [".venv/bin/python", "-m", "jobd.warm"]);
+    assert_eq!(runtime.preload, ["django", "shop.tasks"]);
+    assert_eq!(runtime.max_runs, Some(500));
+    assert_eq!(runtime.max_rss, Some(512 << 20));
+    assert_eq!(runtime.workdir, Path::new("/srv/app"));
+    let mail = &config.job("mail").unwrap().run;
+    assert_eq!(mail.runtime.as_deref(), Some("django"));
+    let env: Vec<_> = mail.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    assert_eq!(env, ["A=defaults", "B=runtime", "C=job"]);
+    assert_eq!(config.job("cold").unwrap().run.runtime, None);
+}
+
+#[test]
+fn runtime_mistakes_are_named_where_they_are() {
+    let runtime = "runtimes:\n  django:\n    command: [python, -m, jobd.warm]\n";
+    fails_at(
+        &format!("{runtime}jobs:\n  a:\n    every: 1s\n    runtime: djnago\n    command: [x]\n"),
+        7,
+        &["no runtime `djnago`", "did you mean `django`"],
+    );
+    fails_at(
+        &format!("{runtime}jobs:\n  a:\n    every: 1s\n    runtime: django\n    command: 'x y'\n"),
+        7,
+        &["a list"],
+    );
+    fails_at(
+        &format!(
+            "{runtime}jobs:\n  a:\n    every: 1s\n    runtime: django\n    user: www\n    command: [x]\n"
+        ),
+        7,
+        &["same `user:`"],
+    );
+    fails_at(
+        "runtimes:\n  django:\n    command: 'python -m jobd.warm'\njobs: {}\n",
+        3,
+        &["a list"],
+    );
+    fails_at(
+        "runtimes:\n  django:\n    command: [python]\n    max_rss: lots\njobs: {}\n",
+        4,
+        &["not a size"],
+    );
+}
