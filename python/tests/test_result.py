@@ -190,3 +190,9 @@ def test_a_damaged_result_is_named(spool: FakeSpool, content: str, words: str) -
 def test_a_missing_layout(tmp_path) -> None:
     with pytest.raises(jobd.SpoolMissing):
         jobd.result("x", spool_dir=tmp_path / "nowhere")
+
+
+def test_a_request_claimed_an_instant_ago_is_running(spool: FakeSpool) -> None:
+    spool.request("running", "claimed", data={"n": 1})
+    found = jobd.result("claimed", spool_dir=spool.root)
+    assert (found.state, found.attempt, found.data, found.received_at) == ("running", 0, {"n": 1}, None)

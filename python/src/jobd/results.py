@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -110,10 +111,18 @@ def find(spool: Spool, name: str) -> Result | None:
     for folder in (spool.running, spool.done, spool.failed):
         path = folder / (name + RESULT_SUFFIX)
         read = snapshot(path, RESULT_LIMIT)
+        request = snapshot(folder / name, REQUEST_LIMIT)
         if read is not None:
-            request = snapshot(folder / name, REQUEST_LIMIT)
             return from_result(name, path, read, _request(request))
+        if request is not None and folder == spool.running:
+            # Claimed an instant ago, its result not written yet.
+            return _claimed(name, request)
     return None
+
+
+def _claimed(name: str, read: Snapshot) -> Result:
+    waiting = from_request(name, read)
+    return dataclasses.replace(waiting, state="running", received_at=None, scheduled_at=None)
 
 
 def from_request(name: str, read: Snapshot) -> Result:
