@@ -196,3 +196,18 @@ def test_a_request_claimed_an_instant_ago_is_running(spool: FakeSpool) -> None:
     spool.request("running", "claimed", data={"n": 1})
     found = jobd.result("claimed", spool_dir=spool.root)
     assert (found.state, found.attempt, found.data, found.received_at) == ("running", 0, {"n": 1}, None)
+
+
+def test_an_unreadable_result_says_who_may_read_it(spool: FakeSpool, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool.result("done", "secret", state="done")
+    real_open = os.open
+
+    def refused(path: os.PathLike[str], *args: int) -> int:
+        if str(path).endswith(".result.json"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args)
+
+    # As root the mode would not stop the read: refuse it the way the kernel does.
+    monkeypatch.setattr(os, "open", refused)
+    with pytest.raises(jobd.SpoolError, match="Permission denied: this user must be in the spool's group"):
+        jobd.result("secret", spool_dir=spool.root)

@@ -110,7 +110,7 @@ def snapshot(path: Path, limit: int) -> Snapshot | None:
     except FileNotFoundError:
         return None
     except OSError as e:
-        raise SpoolError(f"cannot read {path}: {e.strerror}") from e
+        raise _unreadable(path, e) from e
     if not stat.S_ISREG(meta.st_mode):
         return Snapshot(None, meta.st_ctime, meta.st_mtime)
     try:
@@ -120,9 +120,18 @@ def snapshot(path: Path, limit: int) -> Snapshot | None:
     except OSError as e:
         if e.errno == errno.ELOOP:
             return Snapshot(None, meta.st_ctime, meta.st_mtime)
-        raise SpoolError(f"cannot read {path}: {e.strerror}") from e
+        raise _unreadable(path, e) from e
     with os.fdopen(fd, "rb") as file:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return Snapshot(None, meta.st_ctime, meta.st_mtime)
         data = file.read(limit + 1)
     return Snapshot(data if len(data) <= limit else None, meta.st_ctime, meta.st_mtime)
+
+
+def _unreadable(path: Path, error: OSError) -> SpoolError:
+    hint = (
+        ": this user must be in the spool's group (`spool: group:` in jobd.yaml)"
+        if isinstance(error, PermissionError)
+        else ""
+    )
+    return SpoolError(f"cannot read {path}: {error.strerror}{hint}")
