@@ -232,3 +232,9 @@ def test_a_damaged_tasks_json_is_named(spool: FakeSpool, document: str, words: s
     with pytest.raises(jobd.SpoolError, match="tasks.json") as raised:
         jobd.submit("t", spool_dir=spool.root)
     assert words in str(raised.value)
+
+
+def test_check_refuses_an_id_in_use_too(spool: FakeSpool) -> None:
+    jobd.submit("bare", id="twice", spool_dir=spool.root)
+    with pytest.raises(jobd.SubmitError, match="already in use"):
+        jobd.check("bare", id="twice", spool_dir=spool.root)

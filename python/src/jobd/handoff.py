@@ -16,9 +16,6 @@ def hand_off(spool: Spool, request_id: str, encoded: bytes) -> None:
     """Write `encoded` into tmp/, flush it to disk, rename it into new/ and flush new/:
     jobd never sees half a file, and a crash after this returns does not lose it."""
     name = ids.file_name(request_id)
-    taken = _in_use(spool, name)
-    if taken:
-        raise SubmitError(f"id {request_id!r} is already in use ({taken})")
     staged = spool.tmp / name
     try:
         fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _MODE)
@@ -43,13 +40,13 @@ def hand_off(spool: Spool, request_id: str, encoded: bytes) -> None:
     _sync_dir(spool.new)
 
 
-def _in_use(spool: Spool, name: str) -> str | None:
-    """Where a request of this name already is: renaming over it would replace a
-    queued request, or make two results answer to one id."""
+def refuse_taken(spool: Spool, request_id: str) -> None:
+    """SubmitError when a request of this id is in the spool already: renaming over it
+    would replace a queued request, or make two results answer to one id."""
+    name = ids.file_name(request_id)
     for folder in (spool.new, spool.running, spool.done, spool.failed):
         if os.path.lexists(folder / name):
-            return str(folder / name)
-    return None
+            raise SubmitError(f"id {request_id!r} is already in use ({folder / name})")
 
 
 def _write_all(fd: int, data: bytes) -> None:

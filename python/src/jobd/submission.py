@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import catalog, ids
-from .handoff import hand_off
+from .handoff import hand_off, refuse_taken
 from .request import Delay, encode
 from .spool import Spool, locate
 
@@ -75,4 +75,5 @@ def _prepare(
     encoded = encode(
         tasks, task, args, data=data, env=env, delay=delay, run_at=run_at, request_id=request_id
     )
+    refuse_taken(spool, request_id)
     return spool, request_id, encoded
