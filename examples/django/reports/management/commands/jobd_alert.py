@@ -2,8 +2,8 @@
 
 jobd runs it when a job fails or is overdue, with what happened in JOBD_FAILED_*
 variables and the failed run's last output lines on stdin. It mails the site's
-ADMINS through Django's own mail settings. Put it in an app's
-management/commands/ folder.
+ADMINS through Django's own mail settings. Copy it into a management/commands/
+folder of one of your apps.
 """
 
 import os
