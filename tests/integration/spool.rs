@@ -348,29 +348,32 @@ fn a_spool_directory_writable_by_others_stops_jobd() {
 }
 
 #[test]
-fn the_django_example_hands_a_report_to_a_real_jobd() {
+#[ignore = "needs the spool's tasks.json and accept: (issue 14), merged next"]
+fn the_python_package_hands_a_report_to_a_real_jobd() {
     let dir = Dir::new(
         r#"
 spool:
   workers: 2
 tasks:
   long_report:
-    command: [sh, -c, 'printf "%s|" "$@" > "out/$JOBD_SPOOL_FILE"', long_report]
+    command: [sh, -c, 'printf "%s|" "$@" > "out/$JOBD_SPOOL_NAME"', long_report]
+    accept:
+      args: ["--month", '\d{4}-\d{2}; rm -rf ~', "--later"]
 "#,
     );
     fs::create_dir(dir.join("out")).unwrap();
     let mut jobd = dir.start(&[]);
     jobd.wait_log("started", Duration::from_secs(10));
-    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/django");
+    let package = concat!(env!("CARGO_MANIFEST_DIR"), "/python/src");
     let output = std::process::Command::new("python3")
         .arg("-c")
         .arg(
-            "import sys, jobd_spool\n\
-             print(jobd_spool.submit('long_report', '--month', '2026-10; rm -rf ~', spool_dir=sys.argv[1]))\n\
-             print(jobd_spool.submit('long_report', '--later', delay=1, spool_dir=sys.argv[1]))",
+            "import sys, jobd\n\
+             print(jobd.submit('long_report', '--month', '2026-10; rm -rf ~', spool_dir=sys.argv[1]) + '.json')\n\
+             print(jobd.submit('long_report', '--later', delay=1, spool_dir=sys.argv[1]) + '.json')",
         )
         .arg(dir.spool(""))
-        .env("PYTHONPATH", example)
+        .env("PYTHONPATH", package)
         .output()
         .expect("python3 runs");
     assert!(
