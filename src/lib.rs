@@ -3,6 +3,7 @@
 //! The binaries are thin: `commands` holds what each command line does. The daemon is
 //! `daemon` (the event loop) over `scheduler` (when jobs fire, pure) and `supervisor`
 //! (what runs, under which policy).
+pub mod adapter;
 pub mod check;
 pub mod cli;
 pub mod commands;

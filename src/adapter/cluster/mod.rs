@@ -1,0 +1,1 @@
+//! Cluster mode's SQL: the schema and the operations.
