@@ -10,5 +10,7 @@ mod hostile_input;
 mod man;
 mod notify;
 mod peers;
+mod pgserver;
+mod postgres;
 mod reload;
 mod spool;
