@@ -227,7 +227,16 @@ impl Drop for PgServer {
         let data = self.data();
         let stopped = self.run(
             "pg_ctl",
-            &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "-t", "60", "stop"],
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "60",
+                "stop",
+            ],
         );
         if !stopped.status.success()
             && let Some(pid) = self.postmaster()
@@ -267,7 +276,8 @@ fn find_bin() -> Option<PathBuf> {
         return Some(bin);
     }
     std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path).find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
+        std::env::split_paths(&path)
+            .find(|dir| dir.join("initdb").exists() && dir.join("pg_ctl").exists())
     })
 }
 
@@ -300,7 +310,9 @@ impl ServerUser {
                     created.1 = true;
                 }
                 created.0 += 1;
-                User::from_name(TEST_USER).unwrap().expect("the test user exists")
+                User::from_name(TEST_USER)
+                    .unwrap()
+                    .expect("the test user exists")
             }
         };
         ServerUser {
