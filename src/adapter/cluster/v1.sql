@@ -482,8 +482,10 @@ $$;
 CREATE FUNCTION jobd.next_oneoff(p_tasks text[])
 RETURNS interval
 LANGUAGE sql STABLE AS $$
-    SELECT greatest(min(o.run_at) - now(), interval '0') FROM jobd.oneoffs o
-     WHERE o.state = 'queued' AND o.task = ANY (p_tasks);
+    SELECT CASE WHEN next.run_at IS NOT NULL
+                THEN greatest(next.run_at - now(), interval '0') END
+      FROM (SELECT min(o.run_at) AS run_at FROM jobd.oneoffs o
+             WHERE o.state = 'queued' AND o.task = ANY (p_tasks)) AS next;
 $$;
 
 -- The hosts for `jobctl status`: alive while their lease runs; `seen_ago` is on the
