@@ -51,6 +51,19 @@ impl PgServer {
         None
     }
 
+    /// libpq, or None (after saying why) when it is not installed; with
+    /// `JOBD_REQUIRE_POSTGRES=1` that is a panic instead.
+    pub fn libpq(test: &str) -> Option<&'static jobd::adapter::postgres::Libpq> {
+        match jobd::adapter::postgres::Libpq::system() {
+            Ok(lib) => Some(lib),
+            Err(e) if required() => panic!("{test}: JOBD_REQUIRE_POSTGRES=1 but {e}"),
+            Err(e) => {
+                eprintln!("{test}: skipped: {e}");
+                None
+            }
+        }
+    }
+
     fn start_in(bin: &Path) -> PgServer {
         let run_as = Uid::effective().is_root().then(ServerUser::acquire);
         let dir = tempfile::Builder::new()

@@ -3,6 +3,7 @@
 //! JOBD_REQUIRE_POSTGRES=1).
 
 use std::os::fd::BorrowedFd;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ use jobd::adapter::postgres::{Error, Event, Libpq, Query, Ready, SendError, Sess
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde_json::json;
 
-use crate::pgserver::PgServer;
+use crate::pgserver::{self, PgServer};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -58,6 +59,34 @@ fn connects_with_a_uri_and_with_keywords_and_names_a_wrong_password() {
             "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"
         ),
         "jobd"
+    );
+
+    // libpq's own options work through the non-blocking connect: a password file, and
+    // several hosts tried in turn (the first refuses) for a read-write server.
+    let dir = tempfile::tempdir().unwrap();
+    let passfile = dir.path().join("pgpass");
+    std::fs::write(
+        &passfile,
+        format!(
+            "127.0.0.1:{}:*:jobd_test:{}\n",
+            pg.port(),
+            pgserver::PASSWORD
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = refused.local_addr().unwrap().port();
+    drop(refused);
+    let mut failover = connect(&format!(
+        "host=127.0.0.1,127.0.0.1 port={dead_port},{} dbname=postgres user=jobd_test \
+         passfile={} target_session_attrs=read-write",
+        pg.port(),
+        passfile.display()
+    ));
+    assert_eq!(
+        scalar(&mut failover, "SELECT inet_server_port()"),
+        pg.port().to_string()
     );
 
     let wrong = Session::connect_blocking(lib(), Settings::new(&pg.uri_with_password("nope")), T);
@@ -194,6 +223,66 @@ fn a_query_driven_by_poll_never_blocks_the_loop() {
     );
     assert_eq!(rows.first("the answer").unwrap().i64("answer").unwrap(), 42);
     assert!(session.is_idle());
+}
+
+#[test]
+fn a_slow_query_gives_up_the_connection_and_the_session_reconnects() {
+    let Some(pg) = PgServer::start("a_slow_query_gives_up_the_connection") else {
+        return;
+    };
+    let mut settings = Settings::new(&pg.uri());
+    settings.query_timeout = Duration::from_millis(300);
+    settings.min_backoff = Duration::from_millis(50);
+    let mut session = Session::new(lib(), settings);
+    until_event(&mut session, T, |e| {
+        matches!(e, Event::Connected).then_some(())
+    });
+    let sent = Instant::now();
+    session
+        .send(&Query::new("SELECT pg_sleep(10)"), sent)
+        .unwrap();
+    let error = until_event(&mut session, T, |e| match e {
+        Event::Broken { error, in_flight } => {
+            assert!(in_flight, "the query was on the wire");
+            Some(error)
+        }
+        Event::Done(result) => panic!("the sleep finished: {result:?}"),
+        Event::Connected => None,
+    });
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "gave up only after {:?}",
+        sent.elapsed()
+    );
+    assert!(error.contains("did not answer within 300ms"), "{error}");
+    until_event(&mut session, T, |e| {
+        matches!(e, Event::Connected).then_some(())
+    });
+    assert_eq!(scalar(&mut session, "SELECT 'back'"), "back");
+}
+
+#[test]
+fn a_server_that_never_answers_times_out_the_connect() {
+    let Some(lib) = PgServer::libpq("a_server_that_never_answers") else {
+        return;
+    };
+    // The kernel completes the TCP handshake into the backlog; nobody ever reads the
+    // startup packet.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let mut settings = Settings::new(&format!("host=127.0.0.1 port={port} user=x dbname=x"));
+    settings.connect_timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let mut session = Session::new(lib, settings);
+    let error = until_event(&mut session, T, |e| match e {
+        Event::Broken { error, .. } => Some(error),
+        other => panic!("{other:?}"),
+    });
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(error.contains("no answer within 300ms"), "{error}");
+    assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+    assert!(!session.is_connected());
+    assert_eq!(session.down_reason(), Some(error.as_str()));
 }
 
 #[test]

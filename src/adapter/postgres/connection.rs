@@ -65,7 +65,6 @@ pub struct Connection {
 // or `&self` on one owner.
 unsafe impl Send for Connection {}
 
-const CONNECTION_OK: c_int = 0;
 const CONNECTION_BAD: c_int = 1;
 const PGRES_COMMAND_OK: c_int = 1;
 const PGRES_TUPLES_OK: c_int = 2;
@@ -129,12 +128,6 @@ impl Connection {
     pub fn poll_reset(&mut self) -> Polling {
         // SAFETY: the connection is live.
         Polling::from_c(unsafe { (self.lib.f.PQresetPoll)(self.conn.as_ptr()) })
-    }
-
-    /// Whether the connection is up (`PQstatus` is CONNECTION_OK).
-    pub fn is_ok(&self) -> bool {
-        // SAFETY: the connection is live.
-        unsafe { (self.lib.f.PQstatus)(self.conn.as_ptr()) == CONNECTION_OK }
     }
 
     /// Whether the connection has failed (`PQstatus` is CONNECTION_BAD).

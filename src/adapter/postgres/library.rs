@@ -169,7 +169,7 @@ impl Libpq {
         match unsafe { Functions::resolve(handle) } {
             Ok(f) => Ok(Box::leak(Box::new(Libpq { f }))),
             Err(missing) => Err(error(format!(
-                "it has no function {missing} (libpq 10 or later is needed)"
+                "it has no function {missing} (libpq 12 or later is needed)"
             ))),
         }
     }

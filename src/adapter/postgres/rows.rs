@@ -140,14 +140,6 @@ impl Rows {
         Rows { columns, rows }
     }
 
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
     pub fn columns(&self) -> &[String] {
         &self.columns
     }

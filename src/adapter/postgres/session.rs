@@ -170,10 +170,6 @@ impl Session {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// Connected, with no query running: `send` will be accepted.
     pub fn is_idle(&self) -> bool {
         matches!(self.phase, Phase::Idle)
