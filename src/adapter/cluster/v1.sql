@@ -270,11 +270,19 @@ BEGIN
        SET last_seen = now(), lease = p_lease, lease_until = now() + p_lease,
            jobfile_hash = p_jobfile_hash,
            started_at = CASE WHEN p_starting THEN now() ELSE h.started_at END;
+    -- Rows are locked in id order, as the rescue locks them: a heartbeat and a rescue
+    -- meeting on runs whose leases run out right then wait for each other instead of
+    -- deadlocking.
     RETURN QUERY
-    WITH renewed AS (
-        UPDATE jobd.runs r SET lease_until = now() + p_lease
+    WITH locked AS (
+        SELECT r.id FROM jobd.runs r
          WHERE r.id = ANY (p_runs) AND r.host_id = p_host
            AND r.state IN ('claimed', 'running') AND r.lease_until >= now()
+         ORDER BY r.id
+           FOR UPDATE),
+    renewed AS (
+        UPDATE jobd.runs r SET lease_until = now() + p_lease
+          FROM locked WHERE r.id = locked.id
         RETURNING r.id, r.stop_requested)
     SELECT 'lost_run', listed FROM unnest(p_runs) AS listed
      WHERE listed NOT IN (SELECT renewed.id FROM renewed)
@@ -339,6 +347,7 @@ BEGIN
             SELECT r.id, r.state, r.scheduled_at, r.slot, r.attempt, r.host_id
               FROM jobd.runs r
              WHERE r.job = v_job AND r.state IN ('claimed', 'running') AND r.lease_until < now()
+             ORDER BY r.id
                FOR UPDATE
         LOOP
             IF v_run.state = 'claimed' OR v_job = ANY (p_rerun_jobs) THEN
