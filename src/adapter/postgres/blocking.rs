@@ -76,7 +76,8 @@ impl Session {
     }
 
     /// Run `query` and wait for its result, connecting first if need be (at once,
-    /// whatever the backoff): at most `timeout` in all.
+    /// whatever the backoff): at most `timeout` in all. Not for a session the poll loop
+    /// drives: a query it sent would be waited out and its result dropped.
     pub fn exec_blocking(&mut self, query: &Query, timeout: Duration) -> Result<Rows, Error> {
         let budget = Budget::new("the query", timeout);
         self.wait_idle(&budget)?;
