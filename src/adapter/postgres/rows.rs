@@ -346,7 +346,7 @@ mod tests {
     #[test]
     fn parameters_are_postgres_text_input() {
         let at = Utc.timestamp_opt(1_795_000_000, 5_000).single().unwrap();
-        assert_eq!(at.to_param().unwrap(), "2026-11-18T10:13:20.000005Z");
+        assert_eq!(at.to_param().unwrap(), "2026-11-18T11:06:40.000005Z");
         assert_eq!(
             Duration::from_millis(1500).to_param().unwrap(),
             "1500000 microseconds"
