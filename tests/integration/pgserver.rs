@@ -11,7 +11,7 @@ use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Gid, Pid, Uid, User, chown};
@@ -31,7 +31,13 @@ pub struct PgServer {
     bin: PathBuf,
     port: u16,
     run_as: Option<ServerUser>,
+    /// One server at a time: a server and its test's client threads can fill this
+    /// machine's two cores, and the suite's timing tests run beside them. Last, so it
+    /// is released once the server has stopped.
+    _turn: MutexGuard<'static, ()>,
 }
+
+static TURN: Mutex<()> = Mutex::new(());
 
 impl PgServer {
     /// A running server, or None (after saying why on stderr) when PostgreSQL or libpq
@@ -65,6 +71,8 @@ impl PgServer {
     }
 
     fn start_in(bin: &Path) -> PgServer {
+        // A test that panicked with the server released it all the same.
+        let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
         let run_as = Uid::effective().is_root().then(ServerUser::acquire);
         let dir = tempfile::Builder::new()
             .prefix("jobd-pg-")
@@ -82,6 +90,7 @@ impl PgServer {
             port: 0,
             run_as,
             dir,
+            _turn: turn,
         };
         let data = server.data();
         server.run_checked(
