@@ -50,23 +50,55 @@ fn main() {
     migrate(&mut setup, T).expect("the schema migrates");
     let version = scalar(&mut setup, "SELECT current_setting('server_version')");
     println!(
-        "cluster: PostgreSQL {version}, TCP 127.0.0.1, fsync on, synchronous_commit on; \
-         {} CPUs; load average before: {}",
+        "cluster: PostgreSQL {version}, TCP 127.0.0.1, fsync on; {} CPUs",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load_average()
     );
-    println!(
-        "{:<52} {:>6} {:>9} {:>9} {:>9}",
-        "", "n", "p50 ms", "p99 ms", "max ms"
-    );
-
-    claims(&uri, &mut setup, setting("CLUSTER_BENCH_INSTANTS", 1000));
+    setup
+        .exec_blocking(&Query::new("CREATE TABLE bench_commit (x int)"), T)
+        .expect("a table for the commit floor");
+    let instants = setting("CLUSTER_BENCH_INSTANTS", 1000);
     let wakes = setting("CLUSTER_BENCH_WAKES", 200);
-    submit_to_claim(&uri, 1, wakes);
-    submit_to_claim(&uri, 3, wakes);
-    throughput(&uri, &mut setup, setting("CLUSTER_BENCH_ONEOFFS", 5000));
-    leases(&uri);
-    println!("cluster: load average after: {}", load_average());
+    let oneoffs = setting("CLUSTER_BENCH_ONEOFFS", 5000);
+    // First as jobd runs (every commit waits for its WAL flush), then without waiting
+    // for the flush, which tells the disk's share from the design's on this machine.
+    for (pass, sync) in [("sync", "on"), ("async", "off")] {
+        setup
+            .exec_blocking(
+                &Query::new(format!("ALTER SYSTEM SET synchronous_commit = {sync}")),
+                T,
+            )
+            .expect("synchronous_commit is set");
+        setup
+            .exec_blocking(&Query::new("SELECT pg_reload_conf()"), T)
+            .expect("the configuration reloads");
+        std::thread::sleep(Duration::from_millis(200));
+        println!(
+            "\nsynchronous_commit {sync}; load average before: {}",
+            load_average()
+        );
+        println!(
+            "{:<52} {:>6} {:>9} {:>9} {:>9}",
+            "", "n", "p50 ms", "p99 ms", "max ms"
+        );
+        commit_floor(&uri);
+        claims(&uri, &mut setup, pass, instants);
+        submit_to_claim(&uri, 1, wakes);
+        submit_to_claim(&uri, 3, wakes);
+        throughput(&uri, &mut setup, pass, oneoffs);
+        leases(&uri);
+        println!("load average after: {}", load_average());
+    }
+}
+
+/// The cheapest durable thing: one single-row INSERT, committed. Every cluster
+/// operation that writes pays at least this.
+fn commit_floor(uri: &str) {
+    let mut session = connect(uri);
+    let insert = Query::new("INSERT INTO bench_commit VALUES (1)");
+    let mut samples: Vec<Duration> = (0..200)
+        .map(|_| timed(|| session.exec_blocking(&insert, T).expect("insert")).1)
+        .collect();
+    report("floor: a one-row INSERT, committed", &mut samples);
 }
 
 fn setting(name: &str, default: usize) -> usize {
@@ -139,7 +171,8 @@ fn claim(job: &str, host: &str, at: DateTime<Utc>) -> ClaimInstant {
     }
 }
 
-fn claims(uri: &str, setup: &mut Session, instants: usize) {
+fn claims(uri: &str, setup: &mut Session, pass: &str, instants: usize) {
+    let (alone, race) = (format!("alone-{pass}"), format!("race-{pass}"));
     let base: i64 = scalar(setup, "SELECT floor(extract(epoch FROM now()))::bigint")
         .parse()
         .unwrap();
@@ -148,7 +181,7 @@ fn claims(uri: &str, setup: &mut Session, instants: usize) {
     let (mut win, mut lose, mut start, mut finish) = (vec![], vec![], vec![], vec![]);
     for i in 0..instants {
         let at = instant(base + i as i64);
-        let (claimed, took) = timed(|| run(&mut session, &claim("alone", "a", at)));
+        let (claimed, took) = timed(|| run(&mut session, &claim(&alone, "a", at)));
         let Claim::Start { run_id, .. } = claimed else {
             panic!("not won alone: {claimed:?}");
         };
@@ -170,7 +203,7 @@ fn claims(uri: &str, setup: &mut Session, instants: usize) {
     }
     for i in 0..instants {
         let at = instant(base + i as i64);
-        let (claimed, took) = timed(|| run(&mut session, &claim("alone", "b", at)));
+        let (claimed, took) = timed(|| run(&mut session, &claim(&alone, "b", at)));
         assert_eq!(claimed, Claim::Taken);
         lose.push(took);
     }
@@ -184,7 +217,7 @@ fn claims(uri: &str, setup: &mut Session, instants: usize) {
         let handles: Vec<_> = ["a", "b", "c"]
             .into_iter()
             .map(|host| {
-                let barrier = &barrier;
+                let (barrier, race) = (&barrier, &race);
                 scope.spawn(move || {
                     let mut session = connect(uri);
                     (0..instants)
@@ -192,7 +225,7 @@ fn claims(uri: &str, setup: &mut Session, instants: usize) {
                             let at = instant(base + (instants + i) as i64);
                             barrier.wait();
                             let (claimed, took) =
-                                timed(|| run(&mut session, &claim("race", host, at)));
+                                timed(|| run(&mut session, &claim(race, host, at)));
                             let won = matches!(claimed, Claim::Start { .. });
                             if let Claim::Start { run_id, .. } = claimed {
                                 let op = FinishRun {
@@ -329,14 +362,16 @@ fn submit_to_claim(uri: &str, hosts: usize, samples: usize) {
     );
 }
 
-fn throughput(uri: &str, setup: &mut Session, jobs: usize) {
+fn throughput(uri: &str, setup: &mut Session, pass: &str, jobs: usize) {
+    let task = format!("bulk-{pass}");
     setup
         .exec_blocking(
             &Query::new(
                 "SELECT count(*) FROM generate_series(1, $1::int) AS n,
-                        LATERAL jobd.submit('bulk', jsonb_build_array(n::text))",
+                        LATERAL jobd.submit($2::text, jsonb_build_array(n::text))",
             )
-            .bind(jobs as i64),
+            .bind(jobs as i64)
+            .bind(task.as_str()),
             T,
         )
         .expect("jobs are queued");
@@ -345,14 +380,14 @@ fn throughput(uri: &str, setup: &mut Session, jobs: usize) {
     let mut per_job: Vec<Duration> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..6)
             .map(|w| {
-                let barrier = &barrier;
+                let (barrier, task) = (&barrier, &task);
                 scope.spawn(move || {
                     let host = format!("h{}", w / 2);
                     let mut session = connect(uri);
                     let claim = ClaimOneoffs {
                         host_id: host.clone(),
                         lease: LEASE,
-                        tasks: vec!["bulk".into()],
+                        tasks: vec![task.clone()],
                         limit: 1,
                     };
                     barrier.wait();
@@ -384,7 +419,7 @@ fn throughput(uri: &str, setup: &mut Session, jobs: usize) {
     let elapsed = started.elapsed();
     let done: usize = scalar(
         setup,
-        "SELECT count(*) FROM jobd.oneoffs WHERE task = 'bulk' AND state = 'done'",
+        &format!("SELECT count(*) FROM jobd.oneoffs WHERE task = '{task}' AND state = 'done'"),
     )
     .parse()
     .unwrap();

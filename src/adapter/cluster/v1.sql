@@ -429,11 +429,22 @@ $$;
 -- Claim up to p_limit due one-offs of the tasks the caller's jobfile declares (a host on
 -- an older jobfile leaves newer tasks to the others). Each becomes running for the
 -- caller with attempt + 1 (JOBD_ATTEMPT) and a lease.
+--
+-- enable_sort = off keeps the claim an ordered walk of oneoffs_available that stops at
+-- the first free rows. Without it, right after a burst of submits (before autovacuum has
+-- analysed the table) the planner believes few rows are queued, reads them all and sorts
+-- them: measured 19 ms instead of 0.1 ms per claim with 20,000 queued. plpgsql keeps the
+-- plan for the session instead of planning each call.
 CREATE FUNCTION jobd.claim_oneoffs(p_host text, p_lease interval, p_tasks text[], p_limit int)
 RETURNS TABLE (id bigint, task text, args jsonb, env jsonb, data jsonb, run_at timestamptz,
                attempt int, max_attempts int, origin text, submitted_at timestamptz,
                result jsonb)
-LANGUAGE sql AS $$
+LANGUAGE plpgsql
+SET enable_sort = off
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH picked AS (
         SELECT o.id FROM jobd.oneoffs o
          WHERE o.state = 'queued' AND o.run_at <= now() AND o.task = ANY (p_tasks)
@@ -446,6 +457,7 @@ LANGUAGE sql AS $$
       FROM picked WHERE o.id = picked.id
     RETURNING o.id, o.task, o.args, o.env, o.data, o.run_at, o.attempt, o.max_attempts,
               o.origin, o.submitted_at, o.result;
+END
 $$;
 
 -- Record a one-off's attempt. A failure with attempts left (the row's max_attempts,
