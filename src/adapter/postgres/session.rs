@@ -249,7 +249,7 @@ impl Session {
                         self.target(),
                         self.settings.connect_timeout
                     );
-                    self.broken(now, error, false, &mut events);
+                    events.push(self.broken(now, error, false));
                 }
             }
             Phase::Idle => {
@@ -290,8 +290,7 @@ impl Session {
             }
             Err(reason) => {
                 let error = self.lost_message(&reason);
-                let mut events = Vec::new();
-                self.broken(now, error.clone(), false, &mut events);
+                self.broken(now, error.clone(), false);
                 Err(SendError::Broken(error))
             }
         }
@@ -322,7 +321,8 @@ impl Session {
                 conn.error_message()
             );
             self.conn = None;
-            return self.broken(now, error, false, events);
+            events.push(self.broken(now, error, false));
+            return;
         }
         match Connection::start(self.lib, DEFAULT_OPTIONS, &self.settings.conninfo) {
             Ok(conn) => {
@@ -335,7 +335,7 @@ impl Session {
             }
             Err(reason) => {
                 let error = format!("cannot connect to PostgreSQL: {reason}");
-                self.broken(now, error, false, events);
+                events.push(self.broken(now, error, false));
             }
         }
     }
@@ -369,17 +369,13 @@ impl Session {
                     conn.target(),
                     conn.error_message()
                 );
-                // A connection that never came up is started afresh next time: a reset
-                // would only repeat the same attempt.
-                if !reset {
-                    self.conn = None;
-                }
-                self.broken(now, error, false, events);
+                events.push(self.broken(now, error, false));
             }
             Polling::Ok => {
                 if let Err(reason) = conn.set_nonblocking() {
                     let error = self.lost_message(&reason);
-                    return self.broken(now, error, false, events);
+                    events.push(self.broken(now, error, false));
+                    return;
                 }
                 self.subscribe(now, events);
             }
@@ -422,7 +418,8 @@ impl Session {
         };
         if !conn.consume_input() || conn.is_bad() {
             let error = self.lost_message(&self.conn_error());
-            return self.broken(now, error, false, events);
+            events.push(self.broken(now, error, false));
+            return;
         }
         self.collect_notifications();
     }
@@ -466,7 +463,8 @@ impl Session {
         self.collect_notifications();
         if let Some(reason) = failure {
             let error = self.lost_message(&reason);
-            return self.broken(now, error, true, events);
+            events.push(self.broken(now, error, true));
+            return;
         }
         if finished {
             let phase = std::mem::replace(&mut self.phase, Phase::Idle);
@@ -479,7 +477,7 @@ impl Session {
                     ..
                 }) => {
                     let error = format!("cannot LISTEN on PostgreSQL at {}: {e}", self.target());
-                    self.broken(now, error, false, events);
+                    events.push(self.broken(now, error, false));
                 }
                 _ => events.push(Event::Connected),
             }
@@ -489,7 +487,7 @@ impl Session {
                 self.target(),
                 self.settings.query_timeout
             );
-            self.broken(now, error, true, events);
+            events.push(self.broken(now, error, true));
         }
     }
 
@@ -501,7 +499,8 @@ impl Session {
         }
     }
 
-    fn broken(&mut self, now: Instant, error: String, in_flight: bool, events: &mut Vec<Event>) {
+    /// Give the connection up: wait out the backoff, then reconnect.
+    fn broken(&mut self, now: Instant, error: String, in_flight: bool) -> Event {
         let in_flight = in_flight && matches!(self.phase, Phase::Busy(_));
         let backoff = self
             .settings
@@ -513,7 +512,7 @@ impl Session {
             retry_at: now + backoff,
         };
         self.down = Some(error.clone());
-        events.push(Event::Broken { error, in_flight });
+        Event::Broken { error, in_flight }
     }
 
     fn target(&self) -> String {
