@@ -3,9 +3,12 @@
 --
 -- Ownership is decided by leases on the database's clock: every `now()` below is the
 -- server's, and a host only ever states durations (its lease). Each operation is one
--- function, so that every cluster decision is one round trip and one transaction,
--- readable here in one place, and callable the same way from jobd, psql or the
--- application (the Python package submits with jobd.submit in its own transaction).
+-- function rather than SQL kept in jobd: every cluster decision is one round trip and
+-- one transaction however many statements it takes, the rules live here in one place
+-- and change with the schema's version, and the application calls the same ones (an
+-- application submits with `SELECT * FROM jobd.submit(...)` inside its own
+-- transaction). Calls go through the unnamed statement, so PgBouncer's transaction
+-- pooling is fine.
 
 -- Hosts, as their heartbeats describe them (for `jobctl status`).
 CREATE TABLE jobd.hosts (
