@@ -1,7 +1,10 @@
-//! jobd's edges with the system: processes, the state directory, the control socket.
+//! jobd's edges with the system: processes, warm runtime servers, the state directory,
+//! the control socket, PostgreSQL.
+pub mod cluster;
 pub mod control;
 pub mod journal;
 pub mod orphans;
+pub mod postgres;
 pub mod process;
 pub mod runtime;
 pub mod spawner;

@@ -10,6 +10,8 @@ mod hostile_input;
 mod man;
 mod notify;
 mod peers;
+mod pgserver;
+mod postgres;
 mod reload;
 mod spool;
 mod users;
