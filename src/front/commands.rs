@@ -12,6 +12,7 @@ use crate::front::check;
 use crate::front::cli::{CheckArgs, JobctlArgs, JobctlCommand, JobfileArgs};
 use crate::front::render::{self, Style};
 use crate::front::submit::Start;
+use crate::leaf::visible;
 use crate::model::config::{self, Host};
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -155,7 +156,13 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                 Ok(Body::Run(RunAnswer {
                     ended: Some(run), ..
                 })) => {
-                    println!("{}[{}]: {}", run.job, run.run_id, run.message);
+                    let shown = |text: &str| visible::escape(text).into_owned();
+                    println!(
+                        "{}[{}]: {}",
+                        shown(&run.job),
+                        shown(&run.run_id),
+                        shown(&run.message)
+                    );
                     let code = match (run.exit_code, &run.signal) {
                         (Some(code), _) => code,
                         (None, Some(signal)) => 128 + signal_number(signal),
@@ -197,7 +204,7 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
             match call(Command::Reload { dry_run: *dry_run }, quick) {
                 Ok(Body::Reload(answer)) => {
                     if let Some(error) = &answer.error {
-                        eprintln!("{error}");
+                        eprintln!("{}", visible::escape_lines(error));
                         return ExitCode::from(FAILED);
                     }
                     let verb = if *dry_run { "would be" } else { "were" };
@@ -218,7 +225,7 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                         ("changed", &answer.changed),
                     ] {
                         for name in names {
-                            println!("  {what}: {name}");
+                            println!("  {what}: {}", visible::escape(name));
                         }
                     }
                     ExitCode::SUCCESS

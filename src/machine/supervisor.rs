@@ -568,7 +568,8 @@ impl Sink<'_> {
         if !allowed {
             return;
         }
-        let text = String::from_utf8_lossy(line);
+        let lossy = String::from_utf8_lossy(line);
+        let text = crate::leaf::visible::escape(&lossy);
         match stream {
             Stream::Stdout => info!("{job}[{id}]: {text}"),
             Stream::Stderr => warn!("{job}[{id}]: {text}"),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::protocol::{Body, Command, Request, Response, VERSION};
+use crate::leaf::visible;
 
 /// An answer larger than this is not from jobd.
 const MAX_ANSWER: u64 = 64 << 20;
@@ -44,7 +45,8 @@ impl fmt::Display for ClientError {
                 "permission denied on the control socket {}: run as jobd's user, root, or a member of its socket_group",
                 socket.display()
             ),
-            ClientError::Refused(message) => f.write_str(message),
+            // Shown on a terminal: it may quote what others chose.
+            ClientError::Refused(message) => f.write_str(&visible::escape_lines(message)),
             ClientError::Io { socket, error } => {
                 write!(f, "talking to jobd on {} failed: {error}", socket.display())
             }
