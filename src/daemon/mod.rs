@@ -159,8 +159,12 @@ impl Daemon {
         let plan = Plan::new(&config, now.wall);
         // First: a live jobd on this socket must be found before recovery treats the
         // spool's running files as left over from a crash.
-        let server = Server::bind(&config.socket, config.socket_group.as_deref())
-            .map_err(DaemonError::Control)?;
+        let server = Server::bind(
+            &config.socket,
+            config.socket_group.as_deref(),
+            config.read_group.as_deref(),
+        )
+        .map_err(DaemonError::Control)?;
         let spool = Spool::open(&config, now.mono).map_err(DaemonError::Spool)?;
         let history = History::open(&config.state_dir);
         let supervisor = Supervisor::new(System, boot_id());
@@ -220,7 +224,7 @@ impl Daemon {
             self.handle(ready, now)?;
             self.supervisor.tick(now);
             self.server.expire(now.mono);
-            self.server.report_evicted(now.mono);
+            self.server.report(now.mono);
             self.tell_systemd(now.mono);
             self.spool.tick(now.wall, now.mono, &self.config);
             self.start_files(now);

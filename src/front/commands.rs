@@ -7,6 +7,7 @@ use chrono::Utc;
 use crate::adapter::control::answer;
 use crate::adapter::control::client::{self, ClientError};
 use crate::adapter::control::protocol::{Body, Command, RunAnswer, Status};
+use crate::adapter::control::reach;
 use crate::daemon::Daemon;
 use crate::front::check;
 use crate::front::cli::{CheckArgs, JobctlArgs, JobctlCommand, JobfileArgs};
@@ -26,6 +27,9 @@ pub fn check(jobfile: &JobfileArgs, args: &CheckArgs) -> ExitCode {
             let from = args.from.map_or_else(Utc::now, |t| t.to_utc());
             print!("{}", check::fire_times(&config, from, args.next));
             eprintln!("{}", check::summary(&config));
+            for warning in reach::warnings(&config) {
+                eprintln!("warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(err) => {

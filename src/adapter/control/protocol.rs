@@ -45,6 +45,19 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The request's name, as jobctl's command line has it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Status => "status",
+            Command::History { .. } => "history",
+            Command::Run { .. } => "run",
+            Command::Reload { .. } => "reload",
+            Command::Next { .. } => "next",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Response {
     pub version: u32,
