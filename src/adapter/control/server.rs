@@ -13,7 +13,7 @@ use log::{info, warn};
 use nix::poll::PollFlags;
 
 use super::access::{Groups, Peer, UnknownGroup};
-use super::protocol::{Body, MAX_REQUEST, Request, Response, VERSION};
+use super::protocol::{Body, MAX_ANSWER, MAX_REQUEST, Request, Response, VERSION};
 use crate::leaf::files;
 
 /// Connections served at once; more are closed at once.
@@ -458,15 +458,78 @@ fn refuse(client: &mut Client, message: String, now: Instant) {
 }
 
 /// Send `body` as this protocol version's response; the client is closed once sent.
+/// An answer over `MAX_ANSWER` is cut short while it is being written, and an error
+/// saying so is sent instead.
 fn queue(client: &mut Client, body: Body, now: Instant) {
-    let response = Response {
-        version: VERSION,
-        body,
-    };
-    let mut bytes = serde_json::to_vec(&response).expect("a response serializes");
+    let mut bytes = encode(body).unwrap_or_else(|| {
+        let message = format!(
+            "the answer would be larger than {} MiB, the most jobd sends; ask for less (one job, fewer runs)",
+            MAX_ANSWER >> 20
+        );
+        encode(Body::Error { message }).expect("an error fits")
+    });
     bytes.push(b'\n');
     client.output = bytes;
     client.written = 0;
     client.phase = Phase::Writing;
     client.deadline = Some(now + CLIENT_TIMEOUT);
+}
+
+/// `body` as a response line (without its newline), or `None` if it would pass
+/// `MAX_ANSWER`.
+fn encode(body: Body) -> Option<Vec<u8>> {
+    let response = Response {
+        version: VERSION,
+        body,
+    };
+    let mut out = Capped(Vec::new());
+    serde_json::to_writer(&mut out, &response).ok()?;
+    Some(out.0)
+}
+
+/// A buffer that refuses to grow past `MAX_ANSWER`.
+struct Capped(Vec<u8>);
+
+impl Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_ANSWER {
+            return Err(io::Error::other("answer too large"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::record::{RunInfo, Verdict};
+
+    #[test]
+    fn an_answer_over_the_cap_becomes_an_error_saying_so() {
+        let run = RunInfo {
+            job: "big".into(),
+            run_id: "1".into(),
+            attempt: 1,
+            scheduled_at: String::new(),
+            started_at: String::new(),
+            ended_at: String::new(),
+            duration_ms: 0,
+            outcome: Verdict::Failure,
+            exit_code: Some(1),
+            signal: None,
+            message: String::new(),
+            output: vec!["x".repeat(1 << 20)],
+        };
+        let small = encode(Body::History {
+            runs: vec![run.clone(); 2],
+        });
+        assert!(small.is_some_and(|bytes| bytes.len() < 3 << 20));
+        let runs = vec![run; 17];
+        assert_eq!(encode(Body::History { runs }), None);
+    }
 }
