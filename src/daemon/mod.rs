@@ -28,7 +28,7 @@ use nix::unistd::Pid;
 
 use crate::adapter::control::server::{ControlError, Server};
 use crate::adapter::spawner::System;
-use crate::adapter::state::History;
+use crate::adapter::state::{self, History, StateDirError};
 use crate::leaf::notify::Notifier;
 use crate::leaf::now::Now;
 use crate::leaf::signals::Signals;
@@ -50,6 +50,7 @@ pub enum DaemonError {
     Config(config::ConfigError),
     Spool(SpoolError),
     Control(ControlError),
+    State(StateDirError),
     /// A system call the loop cannot do without failed.
     System {
         what: &'static str,
@@ -63,6 +64,7 @@ impl fmt::Display for DaemonError {
             DaemonError::Config(err) => write!(f, "{err}"),
             DaemonError::Spool(err) => write!(f, "{err}"),
             DaemonError::Control(err) => write!(f, "{err}"),
+            DaemonError::State(err) => write!(f, "{err}"),
             DaemonError::System { what, error } => write!(f, "cannot {what}: {error}"),
         }
     }
@@ -157,6 +159,8 @@ impl Daemon {
         let timer = Timer::new().map_err(system("create a timerfd"))?;
         let now = Now::read();
         let plan = Plan::new(&config, now.wall);
+        // Before anything is made inside it with the umask's mode.
+        state::prepare_dir(&config).map_err(DaemonError::State)?;
         // First: a live jobd on this socket must be found before recovery treats the
         // spool's running files as left over from a crash.
         let server = Server::bind(
@@ -168,7 +172,7 @@ impl Daemon {
         let spool = Spool::open(&config, now.mono).map_err(DaemonError::Spool)?;
         let history = History::open(&config.state_dir);
         let supervisor = Supervisor::new(System, boot_id());
-        let watch = Watch::new(&config, |job| history.last_success(job), now.wall);
+        let watch = Watch::new(&config, |job| history.last_success(job, now.wall), now.wall);
         let enabled = config.jobs.iter().filter(|j| j.enabled).count();
         info!(
             "jobd {} started: {} ({} job{} enabled, {} task{}, environment {}, time zone {})",

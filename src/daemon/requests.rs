@@ -89,8 +89,7 @@ impl Daemon {
             reload_error: self.reload_error.clone(),
             problems: self
                 .history
-                .problem()
-                .map(str::to_string)
+                .problems()
                 .into_iter()
                 .chain(self.spool.problems())
                 .chain(
