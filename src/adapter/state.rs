@@ -10,12 +10,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use log::{error, info, warn};
+use nix::errno::Errno;
+use nix::unistd::{Whence, lseek};
 
 use crate::leaf::files::{self, Durability};
 use crate::model::config::Config;
@@ -348,7 +350,7 @@ pub fn load(state_dir: &Path) -> History {
     let Ok(file) = File::open(state_dir.join(FILE)) else {
         return history;
     };
-    let mut reader = BufReader::new(file);
+    let mut reader = BufReader::with_capacity(64 << 10, file);
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -365,8 +367,7 @@ pub fn load(state_dir: &Path) -> History {
         }
         if line.last() != Some(&b'\n') && read > MAX_LINE {
             history.overlong += 1;
-            // The rest of it is passed over, never held.
-            if reader.skip_until(b'\n').is_err() {
+            if skip_line(&mut reader, &mut line).is_err() {
                 break;
             }
             continue;
@@ -378,9 +379,44 @@ pub fn load(state_dir: &Path) -> History {
     history
 }
 
+/// Pass over the rest of an overlong line, to just past its newline or to the end of
+/// the file, holding at most a chunk of it in `scratch`. A hole in a sparse file reads
+/// as zeros, so it holds no newline: it is jumped over unread (a file extended by a
+/// crash, or a forged line that costs nothing to write, must not cost a read of its
+/// whole length).
+fn skip_line(reader: &mut BufReader<File>, scratch: &mut Vec<u8>) -> io::Result<()> {
+    const CHUNK: usize = 1 << 20;
+    let zeros = vec![0u8; CHUNK];
+    loop {
+        scratch.clear();
+        let read = (&mut *reader)
+            .take(CHUNK as u64)
+            .read_until(b'\n', scratch)?;
+        if read == 0 || scratch.last() == Some(&b'\n') {
+            return Ok(());
+        }
+        if scratch[..] != zeros[..read] {
+            continue;
+        }
+        let at = reader.stream_position()?;
+        match lseek(reader.get_ref(), at as i64, Whence::SeekData) {
+            // Also when `at` is in data (zeros written out): the buffer is dropped.
+            Ok(data) => {
+                reader.seek(SeekFrom::Start(data as u64))?;
+            }
+            // Nothing but a hole up to the end.
+            Err(Errno::ENXIO) => {
+                reader.seek(SeekFrom::End(0))?;
+                return Ok(());
+            }
+            // No SEEK_DATA on this file system: the offset is unchanged, read on.
+            Err(_) => {}
+        }
+    }
+}
+
 /// Whether the file at `path` is empty, missing, or ends with a newline.
 fn ends_with_newline(path: &Path) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
     let Ok(mut file) = File::open(path) else {
         return true;
     };
@@ -457,6 +493,30 @@ mod tests {
             problems[0].contains("skipped 2 lines over 1 MiB"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn a_hole_in_a_sparse_file_is_passed_over_and_what_follows_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let line = |id| serde_json::to_string(&run(id)).unwrap();
+        let mut file = File::create(&path).unwrap();
+        file.write_all(format!("{}\nstart of a long line", line("1")).as_bytes())
+            .unwrap();
+        // A hole of 64 MiB, then the rest of the line in data, then another record;
+        // then a hole to the end.
+        let len = file.metadata().unwrap().len();
+        file.set_len(len + (64 << 20)).unwrap();
+        file.seek(SeekFrom::End(0)).unwrap();
+        file.write_all(format!("end of it\n{}\n", line("2")).as_bytes())
+            .unwrap();
+        let len = file.metadata().unwrap().len();
+        file.set_len(len + (64 << 20)).unwrap();
+        drop(file);
+        let history = load(dir.path());
+        let ids: Vec<&str> = history.runs("a").map(|r| r.run_id.as_str()).collect();
+        assert_eq!(ids, ["1", "2"]);
+        assert_eq!(history.overlong, 2);
     }
 
     #[test]
