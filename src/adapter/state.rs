@@ -520,6 +520,32 @@ mod tests {
     }
 
     #[test]
+    fn the_state_directory_is_passable_only_when_others_must_pass_through_it() {
+        let host = crate::model::config::Host {
+            local_zone: Some("UTC".into()),
+            ..Default::default()
+        };
+        let mode = |text: &str| {
+            let config =
+                crate::model::config::parse(text, Path::new("/app/jobd.yaml"), None, &host)
+                    .unwrap();
+            dir_mode(&config)
+        };
+        let jobs = "jobs:\n  a:\n    every: 1s\n    command: [x]\n";
+        assert_eq!(mode(jobs), 0o711, "the default spool is inside");
+        let outside = format!("spool:\n  dir: /srv/spool\n{jobs}");
+        assert_eq!(mode(&outside), 0o700);
+        assert_eq!(mode(&format!("read_group: root\n{outside}")), 0o711);
+        assert_eq!(
+            mode(&format!(
+                "socket: /run/j.sock\nsocket_group: root\n{outside}"
+            )),
+            0o700,
+            "the shared socket is elsewhere"
+        );
+    }
+
+    #[test]
     fn records_from_the_future_count_neither_as_runs_nor_as_successes() {
         let now = DateTime::parse_from_rfc3339("2030-01-01T12:00:00Z")
             .unwrap()

@@ -510,6 +510,20 @@ mod tests {
     use crate::model::record::{RunInfo, Verdict};
 
     #[test]
+    fn refusals_are_logged_at_most_every_ten_seconds_and_the_rest_counted() {
+        let start = Instant::now();
+        let mut tally = Tally::default();
+        assert!(tally.log_now(start));
+        for _ in 0..1000 {
+            assert!(!tally.log_now(start + Duration::from_secs(1)));
+        }
+        assert_eq!(tally.due(start + Duration::from_secs(9)), None);
+        assert_eq!(tally.due(start + REPORT_EVERY), Some(1000));
+        assert_eq!(tally.due(start + 3 * REPORT_EVERY), None);
+        assert!(tally.log_now(start + 3 * REPORT_EVERY));
+    }
+
+    #[test]
     fn an_answer_over_the_cap_becomes_an_error_saying_so() {
         let run = RunInfo {
             job: "big".into(),
