@@ -101,7 +101,7 @@ impl Groups {
 
     /// Who, besides root and jobd's own user, may make a request of `level`.
     fn who(&self, level: Level) -> String {
-        let own = format!("root, jobd's own user (uid {})", Uid::effective());
+        let own = format!("jobd's own user (uid {})", Uid::effective());
         let control = self
             .control
             .as_ref()
@@ -111,13 +111,12 @@ impl Groups {
             .as_ref()
             .filter(|_| level == Level::Read)
             .map(|g| format!("members of read_group `{}`", g.name));
-        let mut who: Vec<String> = [Some(own), control, read].into_iter().flatten().collect();
-        let last = who.pop().expect("at least root");
-        if who.is_empty() {
-            last
-        } else {
-            format!("{} and {last}", who.join(", "))
-        }
+        let mut who: Vec<String> = [Some("root".to_string()), Some(own), control, read]
+            .into_iter()
+            .flatten()
+            .collect();
+        let last = who.pop().expect("root and jobd's own user");
+        format!("{} and {last}", who.join(", "))
     }
 }
 
@@ -286,7 +285,11 @@ mod tests {
             "{refused}"
         );
         let alone = stranger.stranger(&Groups::default()).0;
-        assert!(alone.contains("let others in"), "{alone}");
+        assert!(
+            alone.contains("only root and jobd's own user (uid ")
+                && alone.contains("let others in"),
+            "{alone}"
+        );
     }
 
     #[test]
