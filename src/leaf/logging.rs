@@ -17,12 +17,12 @@ pub fn init() {
     env_logger::Builder::from_env(env)
         .format(move |out, record| {
             let message = record.args().to_string();
-            // The last line of defence for text a child or a submitter chose: no
-            // control character reaches the terminal or the journal. A message of
+            // Text a child or a submitter chose (a child's output, a file's name, a
+            // reason quoting a file) reaches the terminal or the journal with its
+            // control characters written out, whichever line logs it. A message of
             // several lines (a jobfile's problems) gives each line the prefix, so
             // that none reads as a line of another priority, or of another job.
-            for line in message.split('\n') {
-                let line = visible::escape(line);
+            for line in visible::escape_lines(&message).split('\n') {
                 if journald {
                     let priority = match record.level() {
                         Level::Error => 3,

@@ -568,8 +568,9 @@ impl Sink<'_> {
         if !allowed {
             return;
         }
-        let lossy = String::from_utf8_lossy(line);
-        let text = crate::leaf::visible::escape(&lossy);
+        // Control characters are escaped where every log line is written
+        // (`leaf::logging`), once.
+        let text = String::from_utf8_lossy(line);
         match stream {
             Stream::Stdout => info!("{job}[{id}]: {text}"),
             Stream::Stderr => warn!("{job}[{id}]: {text}"),
