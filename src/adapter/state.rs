@@ -263,7 +263,7 @@ impl History {
     pub fn problems(&self) -> Vec<String> {
         let skipped = (self.overlong > 0).then(|| {
             format!(
-                "the run history skipped {} line{} over {} MiB at start-up (jobd writes none: the file was damaged, or written by someone else)",
+                "the run history skipped {} line{} over {} MiB when it was read (jobd writes none: the file was damaged, or written by someone else)",
                 self.overlong,
                 crate::leaf::words::plural(self.overlong),
                 MAX_LINE >> 20

@@ -52,7 +52,7 @@ pub fn offline_status(config: &Config) -> Status {
     Status {
         daemon: None,
         reload_error: None,
-        problems: Vec::new(),
+        problems: history.problems(),
         jobs: jobs(config, None, &history, |_| 0, |_| false),
         spool: None,
     }
