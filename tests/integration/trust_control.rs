@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
 
-use crate::harness::{Dir, JOBCTL, eventually};
+use crate::harness::{Dir, JOBCTL, JOBD, eventually, wait_for};
 use crate::users::{self, TestGroup, TestUser};
 
 fn mode(path: &Path) -> u32 {
@@ -342,6 +342,48 @@ fn under_umask_0002_jobds_state_is_its_own_and_a_group_member_cannot_forge_it() 
         "{}",
         jobd.log()
     );
+}
+
+/// A state directory that others may write, and that jobd (not root, not its owner)
+/// cannot make its own: jobd refuses to start rather than keep a history anyone could
+/// forge.
+#[test]
+fn jobd_refuses_a_state_directory_others_may_write_that_it_cannot_fix() {
+    if let Some(why) = users::unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let user = TestUser::create(&[]);
+    let dir = Dir::new(
+        "timezone: UTC\njobs:\n  a:\n    schedule: \"0 0 1 1 *\"\n    command: [\"true\"]\n",
+    );
+    open_to_others(&dir);
+    let state = dir.join(".jobd");
+    fs::create_dir(&state).unwrap();
+    fs::set_permissions(&state, fs::Permissions::from_mode(0o777)).unwrap();
+    let log = dir.join("jobd.log");
+    let mut jobd = user
+        .command(JOBD)
+        .arg("-c")
+        .arg(dir.jobfile())
+        .current_dir("/")
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let exited = wait_for(Duration::from_secs(20), || jobd.try_wait().unwrap());
+    if exited.is_none() {
+        // Started after all: stop it (by its PID) before failing.
+        let _ = jobd.kill();
+        let _ = jobd.wait();
+    }
+    let said = fs::read_to_string(&log).unwrap();
+    assert_eq!(exited.and_then(|s| s.code()), Some(1), "{said}");
+    assert!(
+        said.contains("may be written by others than jobd (mode 777")
+            && said.contains(&format!("chmod 700 {}", state.display())),
+        "{said}"
+    );
+    assert!(!state.join("jobd.sock").exists());
 }
 
 /// Attack 5: a 1.5 GiB line in the history delayed start-up 3.8 s and was held in
