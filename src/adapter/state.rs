@@ -31,7 +31,7 @@ const FILE: &str = "history.jsonl";
 const FILE_MODE: u32 = 0o600;
 /// jobd writes no record nearly this long (a run keeps 20 lines of at most 1 KiB): a
 /// longer line is damage or forgery, skipped without being held in memory.
-pub const MAX_LINE: usize = 1 << 20;
+const MAX_LINE: usize = 1 << 20;
 /// A record that ended or was due later than this past now was not written by this
 /// clock: `catch_up` and `alert_after` ignore it. The margin absorbs a small step
 /// back of the clock.
