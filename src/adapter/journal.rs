@@ -4,14 +4,16 @@
 //! processes by their `JOBD_RUN_ID`, stops them before their job fires again, and
 //! records them as interrupted.
 
-use std::fs;
+use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use log::{error, warn};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::leaf::files::{self, Durability};
@@ -41,15 +43,40 @@ impl Entry {
     }
 }
 
+/// The lock a jobd holds on its journal for its life: a second jobd on the same state
+/// directory would take the first one's runs for leftovers of a crash and stop them.
+const LOCK: &str = ".lock";
+
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
     /// Set while writing fails, so that the error is logged once.
     failing: bool,
+    _lock: Option<Flock<File>>,
 }
 
+/// Another jobd holds the journal of this state directory.
+#[derive(Debug)]
+pub struct InUse(pub PathBuf);
+
+impl std::fmt::Display for InUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "another jobd is using the state directory {} (it holds {})",
+            self.0.parent().unwrap_or(&self.0).display(),
+            self.0.join(LOCK).display()
+        )
+    }
+}
+
+impl std::error::Error for InUse {}
+
 impl Journal {
-    pub fn open(state_dir: &Path) -> Journal {
+    /// Open (and lock) the journal in `state_dir`. A folder that cannot be made or
+    /// locked for another reason is logged and the journal goes on without its lock:
+    /// jobs must run even on a broken disk.
+    pub fn open(state_dir: &Path) -> Result<Journal, InUse> {
         let dir = state_dir.join(DIR);
         if let Err(e) = fs::DirBuilder::new()
             .recursive(true)
@@ -58,10 +85,31 @@ impl Journal {
         {
             error!("cannot create {}: {e}", dir.display());
         }
-        Journal {
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(dir.join(LOCK));
+        let lock = match lock {
+            Ok(file) => match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => Some(lock),
+                Err((_, Errno::EWOULDBLOCK)) => return Err(InUse(dir)),
+                Err((_, errno)) => {
+                    error!("cannot lock {}: {errno}", dir.join(LOCK).display());
+                    None
+                }
+            },
+            Err(e) => {
+                error!("cannot open {}: {e}", dir.join(LOCK).display());
+                None
+            }
+        };
+        Ok(Journal {
             dir,
             failing: false,
-        }
+            _lock: lock,
+        })
     }
 
     /// Record a run about to start. A run is not held back when its record cannot be
@@ -107,6 +155,9 @@ impl Journal {
         for dirent in names.flatten() {
             let path = dirent.path();
             let name = dirent.file_name();
+            if name == LOCK {
+                continue;
+            }
             if name.to_string_lossy().starts_with('.') {
                 // A temporary a crash left behind.
                 let _ = fs::remove_file(&path);
@@ -157,14 +208,15 @@ mod tests {
     #[test]
     fn what_started_and_never_ended_is_left_behind_oldest_first() {
         let dir = tempfile::tempdir().unwrap();
-        let mut journal = Journal::open(dir.path());
+        let mut journal = Journal::open(dir.path()).unwrap();
         journal.starting(&entry("b-2", 2));
         journal.starting(&entry("b-1", 1));
         journal.starting(&entry("b-3", 3));
         journal.ended("b-3");
         journal.ended("no-such-run");
         fs::write(dir.path().join("runs/garbage.json"), "{").unwrap();
-        let left = Journal::open(dir.path()).left_behind();
+        assert!(Journal::open(dir.path()).is_err(), "locked by the first");
+        let left = journal.left_behind();
         let ids: Vec<_> = left.iter().map(|e| e.run_id.as_str()).collect();
         assert_eq!(ids, ["b-1", "b-2"]);
         assert!(!dir.path().join("runs/garbage.json").exists());

@@ -33,7 +33,7 @@ use crate::adapter::control::server::{ControlError, Server};
 use crate::adapter::journal::{Entry, Journal};
 use crate::adapter::runtime::server::Part;
 use crate::adapter::spawner::{Spawner, System};
-use crate::adapter::state::History;
+use crate::adapter::state::{self, History, StateDirError};
 use crate::leaf::notify::Notifier;
 use crate::leaf::now::Now;
 use crate::leaf::signals::Signals;
@@ -55,6 +55,8 @@ pub enum DaemonError {
     Config(config::ConfigError),
     Spool(SpoolError),
     Control(ControlError),
+    Journal(crate::adapter::journal::InUse),
+    State(StateDirError),
     /// A system call the loop cannot do without failed.
     System {
         what: &'static str,
@@ -68,6 +70,8 @@ impl fmt::Display for DaemonError {
             DaemonError::Config(err) => write!(f, "{err}"),
             DaemonError::Spool(err) => write!(f, "{err}"),
             DaemonError::Control(err) => write!(f, "{err}"),
+            DaemonError::Journal(err) => write!(f, "{err}"),
+            DaemonError::State(err) => write!(f, "{err}"),
             DaemonError::System { what, error } => write!(f, "cannot {what}: {error}"),
         }
     }
@@ -205,13 +209,19 @@ impl<S: Spawner> Daemon<S> {
         } = setup;
         let timer = Timer::new().map_err(system("create a timerfd"))?;
         let plan = Plan::new(&config, now.wall);
+        // Before anything is made inside it with the umask's mode.
+        state::prepare_dir(&config).map_err(DaemonError::State)?;
         // First: a live jobd on this socket must be found before recovery treats the
         // spool's running files as left over from a crash.
-        let server = Server::bind(&config.socket, config.socket_group.as_deref())
-            .map_err(DaemonError::Control)?;
+        let server = Server::bind(
+            &config.socket,
+            config.socket_group.as_deref(),
+            config.read_group.as_deref(),
+        )
+        .map_err(DaemonError::Control)?;
         // Before the spool takes up its files and before anything fires: what a killed
         // jobd left running must stop first.
-        let journal = Journal::open(&config.state_dir);
+        let journal = Journal::open(&config.state_dir).map_err(DaemonError::Journal)?;
         let left_behind = interrupted::stop_left_behind(&journal);
         let spool = Spool::open(&config, now.mono).map_err(DaemonError::Spool)?;
         let history = History::open(&config.state_dir);
@@ -219,7 +229,7 @@ impl<S: Spawner> Daemon<S> {
         if let Some(runtimes) = supervisor.spawner().runtimes() {
             runtimes.configure(&config.runtimes, now);
         }
-        let watch = Watch::new(&config, |job| history.last_success(job), now.wall);
+        let watch = Watch::new(&config, |job| history.last_success(job, now.wall), now.wall);
         let enabled = config.jobs.iter().filter(|j| j.enabled).count();
         info!(
             "jobd {} started: {} ({} job{} enabled, {} task{}, environment {}, time zone {})",
@@ -279,7 +289,7 @@ impl<S: Spawner> Daemon<S> {
             self.handle(ready, now)?;
             self.supervisor.tick(now);
             self.server.expire(now.mono);
-            self.server.report_evicted(now.mono);
+            self.server.report(now.mono);
             self.tell_systemd(now.mono);
             self.spool.tick(now.wall, now.mono, &self.config);
             self.start_files(now);

@@ -88,7 +88,7 @@ impl<S: Spawner> Daemon<S> {
         self.plan.reload(&config, now.wall);
         let history = &self.history;
         self.watch
-            .reload(&config, |job| history.last_success(job), now.wall);
+            .reload(&config, |job| history.last_success(job, now.wall), now.wall);
         for job in self
             .config
             .jobs

@@ -1,4 +1,6 @@
 //! Requests from jobctl: most are answered at once, `run --wait` when the run ends.
+//! The server has checked that the peer may make each (`control::access`), and it
+//! caps every answer's size; the counts asked for are bounded here.
 
 use log::info;
 
@@ -17,11 +19,12 @@ impl<S: Spawner> Daemon<S> {
     pub(super) fn on_request(&mut self, incoming: Incoming, now: Now) -> Result<(), DaemonError> {
         let body = match incoming.request.command {
             Command::Status => Body::Status(self.status(now)),
-            Command::History { job, limit } => match job {
-                Some(name) if !self.knows(&name) => {
+            Command::History { job, limit } => match (job, answer::history_limit(limit)) {
+                (_, Err(message)) => error_body(message),
+                (Some(name), _) if !self.knows(&name) => {
                     error_body(answer::unknown_job(&self.config, &name))
                 }
-                job => Body::History {
+                (job, Ok(limit)) => Body::History {
                     runs: self.history.recent(job.as_deref(), limit),
                 },
             },
@@ -89,8 +92,7 @@ impl<S: Spawner> Daemon<S> {
             reload_error: self.reload_error.clone(),
             problems: self
                 .history
-                .problem()
-                .map(str::to_string)
+                .problems()
                 .into_iter()
                 .chain(self.spool.problems())
                 .chain(runtimes.map(|r| r.problems()).unwrap_or_default())

@@ -58,7 +58,9 @@ pub enum JobdCommand {
     /// Validate the jobfile and print the next fire times of every enabled job
     ///
     /// Exits 0 if the jobfile is valid, 1 if not; each problem is printed on stderr as
-    /// FILE:LINE:COLUMN: MESSAGE.
+    /// FILE:LINE:COLUMN: MESSAGE. A valid jobfile may still get `warning:` lines (a
+    /// socket_group or read_group that does not exist, or whose members cannot reach the
+    /// socket).
     Check(CheckArgs),
     /// Print a shell completion script for jobd on stdout
     Completions(CompletionsArgs),
@@ -122,7 +124,7 @@ pub enum JobctlCommand {
         /// Only this job's (or task's) runs
         #[arg(value_name = "JOB")]
         job: Option<String>,
-        /// How many runs
+        /// How many runs (at most 10000)
         #[arg(short = 'n', value_name = "N", default_value_t = 20)]
         count: usize,
         /// Print the runs as JSON
@@ -148,7 +150,7 @@ pub enum JobctlCommand {
         /// Only this job's
         #[arg(value_name = "JOB")]
         job: Option<String>,
-        /// How many
+        /// How many (at most 1000)
         #[arg(short = 'n', value_name = "N", default_value_t = 10)]
         count: usize,
     },

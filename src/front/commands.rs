@@ -7,11 +7,13 @@ use chrono::Utc;
 use crate::adapter::control::answer;
 use crate::adapter::control::client::{self, ClientError};
 use crate::adapter::control::protocol::{Body, Command, RunAnswer, Status};
+use crate::adapter::control::reach;
 use crate::daemon::Daemon;
 use crate::front::check;
 use crate::front::cli::{CheckArgs, JobctlArgs, JobctlCommand, JobfileArgs};
 use crate::front::render::{self, Style};
 use crate::front::submit::Start;
+use crate::leaf::visible;
 use crate::model::config::{self, Host};
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -25,6 +27,9 @@ pub fn check(jobfile: &JobfileArgs, args: &CheckArgs) -> ExitCode {
             let from = args.from.map_or_else(Utc::now, |t| t.to_utc());
             print!("{}", check::fire_times(&config, from, args.next));
             eprintln!("{}", check::summary(&config));
+            for warning in reach::warnings(&config) {
+                eprintln!("warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(err) => {
@@ -155,7 +160,13 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                 Ok(Body::Run(RunAnswer {
                     ended: Some(run), ..
                 })) => {
-                    println!("{}[{}]: {}", run.job, run.run_id, run.message);
+                    let shown = |text: &str| visible::escape(text).into_owned();
+                    println!(
+                        "{}[{}]: {}",
+                        shown(&run.job),
+                        shown(&run.run_id),
+                        shown(&run.message)
+                    );
                     let code = match (run.exit_code, &run.signal) {
                         (Some(code), _) => code,
                         (None, Some(signal)) => 128 + signal_number(signal),
@@ -197,7 +208,7 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
             match call(Command::Reload { dry_run: *dry_run }, quick) {
                 Ok(Body::Reload(answer)) => {
                     if let Some(error) = &answer.error {
-                        eprintln!("{error}");
+                        eprintln!("{}", visible::escape_lines(error));
                         return ExitCode::from(FAILED);
                     }
                     let verb = if *dry_run { "would be" } else { "were" };
@@ -218,7 +229,7 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                         ("changed", &answer.changed),
                     ] {
                         for name in names {
-                            println!("  {what}: {name}");
+                            println!("  {what}: {}", visible::escape(name));
                         }
                     }
                     ExitCode::SUCCESS

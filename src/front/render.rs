@@ -1,4 +1,6 @@
 //! jobctl's tables: aligned, readable on 80 columns, in colour only on a terminal.
+//! Every string from jobd or its state goes through `shown`: a child's output or a
+//! name a submitter chose must not drive the terminal.
 
 use std::fmt::Write;
 
@@ -7,7 +9,13 @@ use chrono_tz::Tz;
 
 use crate::adapter::control::protocol::{NextInstant, Status};
 use crate::adapter::runtime::RuntimeStatus;
+use crate::leaf::visible;
 use crate::model::record::{RunInfo, Verdict};
+
+/// `text` with its control characters written out.
+fn shown(text: &str) -> String {
+    visible::escape(text).into_owned()
+}
 
 /// How to show instants and whether to colour.
 pub struct Style {
@@ -79,7 +87,7 @@ fn result(run: &RunInfo) -> String {
     match (run.outcome, run.exit_code, &run.signal) {
         (Verdict::Success, _, _) => "ok".to_string(),
         (Verdict::Failure, Some(code), _) => format!("exit {code}"),
-        (Verdict::Killed, _, Some(signal)) => signal.clone(),
+        (Verdict::Killed, _, Some(signal)) => shown(signal),
         (Verdict::SpawnError, _, _) => "not started".to_string(),
         (other, _, _) => other.word().to_string(),
     }
@@ -142,12 +150,12 @@ pub fn status(status: &Status, style: &Style) -> String {
             let _ = writeln!(
                 out,
                 "jobd {} (pid {}), up {}, environment {}, time zone {}\njobfile {}",
-                d.version,
+                shown(&d.version),
                 d.pid,
                 short(d.uptime_seconds as i64),
-                d.environment.as_deref().unwrap_or("none"),
-                d.timezone,
-                d.jobfile
+                shown(d.environment.as_deref().unwrap_or("none")),
+                shown(&d.timezone),
+                shown(&d.jobfile)
             );
         }
         None => {
@@ -165,11 +173,15 @@ pub fn status(status: &Status, style: &Style) -> String {
             style.red("last reload FAILED, the previous jobfile is still in use:")
         );
         for line in error.lines() {
-            let _ = writeln!(out, "  {line}");
+            let _ = writeln!(out, "  {}", shown(line));
         }
     }
     for problem in &status.problems {
-        let _ = writeln!(out, "{}", style.red(&format!("PROBLEM: {problem}")));
+        let _ = writeln!(
+            out,
+            "{}",
+            style.red(&format!("PROBLEM: {}", shown(problem)))
+        );
     }
     out.push('\n');
     let mut rows = vec![
@@ -211,8 +223,8 @@ pub fn status(status: &Status, style: &Style) -> String {
             outcome
         };
         rows.push(vec![
-            job.name.clone(),
-            job.schedule.clone(),
+            shown(&job.name),
+            shown(&job.schedule),
             next,
             last,
             outcome,
@@ -228,7 +240,7 @@ pub fn status(status: &Status, style: &Style) -> String {
         let _ = writeln!(
             out,
             "\none-off jobs in {}:\n  {} queued, {} delayed, {} running, {} waiting to retry, {}",
-            spool.dir,
+            shown(&spool.dir),
             spool.queued,
             spool.delayed,
             spool.running,
@@ -296,7 +308,7 @@ pub fn history(runs: &[RunInfo], style: &Style) -> String {
     let mut outputs = Vec::new();
     for run in runs {
         let scheduled = parse(&run.scheduled_at).map_or_else(
-            || run.scheduled_at.clone(),
+            || shown(&run.scheduled_at),
             |at| {
                 at.with_timezone(&style.zone)
                     .format("%Y-%m-%d %H:%M:%S%.3f")
@@ -312,8 +324,8 @@ pub fn history(runs: &[RunInfo], style: &Style) -> String {
         };
         let outcome = result(run);
         rows.push(vec![
-            run.job.clone(),
-            run.run_id.clone(),
+            shown(&run.job),
+            shown(&run.run_id),
             scheduled,
             delay,
             millis(run.duration_ms),
@@ -330,9 +342,15 @@ pub fn history(runs: &[RunInfo], style: &Style) -> String {
     }
     out.push_str(&table(&rows));
     for run in outputs {
-        let _ = writeln!(out, "\n{}[{}]: {}", run.job, run.run_id, run.message);
+        let _ = writeln!(
+            out,
+            "\n{}[{}]: {}",
+            shown(&run.job),
+            shown(&run.run_id),
+            shown(&run.message)
+        );
         for line in &run.output {
-            let _ = writeln!(out, "  | {line}");
+            let _ = writeln!(out, "  | {}", shown(line));
         }
     }
     out
@@ -344,14 +362,52 @@ pub fn next(instants: &[NextInstant], style: &Style) -> String {
         .iter()
         .map(|n| {
             let at = parse(&n.at).map_or_else(
-                || n.at.clone(),
+                || shown(&n.at),
                 |at| {
                     at.with_timezone(&style.zone)
                         .to_rfc3339_opts(SecondsFormat::AutoSi, false)
                 },
             );
-            vec![at, n.job.clone()]
+            vec![at, shown(&n.job)]
         })
         .collect();
     table(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_child_wrote_cannot_drive_the_terminal() {
+        let run = RunInfo {
+            job: "job\x1b]0;title\x07".into(),
+            run_id: "1\r".into(),
+            attempt: 1,
+            scheduled_at: "2030-01-01T00:00:00Z".into(),
+            started_at: "2030-01-01T00:00:00Z".into(),
+            ended_at: "2030-01-01T00:00:01Z".into(),
+            duration_ms: 1000,
+            outcome: Verdict::Killed,
+            exit_code: None,
+            signal: Some("SIG\x1b[2J".into()),
+            message: "killed\x1b[2J".into(),
+            output: vec!["\x1b[31mred\rover\u{9b}1m".into()],
+        };
+        let style = Style {
+            zone: chrono_tz::UTC,
+            colour: false,
+            now: Utc::now(),
+        };
+        let text = history(&[run], &style);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains(r"| \x1b[31mred\rover\u{9b}1m"), "{text}");
+        assert!(
+            text.contains(r"job\x1b]0;title\x07[1\r]: killed\x1b[2J"),
+            "{text}"
+        );
+    }
 }

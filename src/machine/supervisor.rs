@@ -574,6 +574,8 @@ impl Sink<'_> {
         if !allowed {
             return;
         }
+        // Control characters are escaped where every log line is written
+        // (`leaf::logging`), once.
         let text = String::from_utf8_lossy(line);
         match stream {
             Stream::Stdout => info!("{job}[{id}]: {text}"),

@@ -14,5 +14,6 @@ mod pgserver;
 mod postgres;
 mod reload;
 mod spool;
+mod trust_control;
 mod users;
 mod warm;

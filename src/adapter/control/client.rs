@@ -6,10 +6,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::protocol::{Body, Command, Request, Response, VERSION};
-
-/// An answer larger than this is not from jobd.
-const MAX_ANSWER: u64 = 64 << 20;
+use super::protocol::{Body, Command, MAX_ANSWER, Request, Response, VERSION};
+use crate::leaf::visible;
 
 #[derive(Debug)]
 pub enum ClientError {
@@ -41,10 +39,12 @@ impl fmt::Display for ClientError {
             }
             ClientError::PermissionDenied { socket } => write!(
                 f,
-                "permission denied on the control socket {}: run as jobd's user, root, or a member of its socket_group",
+                "permission denied on the control socket {}: run as root or jobd's user, or set socket_group or \
+                 read_group in the jobfile (members must be able to pass through the socket's folder)",
                 socket.display()
             ),
-            ClientError::Refused(message) => f.write_str(message),
+            // Shown on a terminal: it may quote what others chose.
+            ClientError::Refused(message) => f.write_str(&visible::escape_lines(message)),
             ClientError::Io { socket, error } => {
                 write!(f, "talking to jobd on {} failed: {error}", socket.display())
             }
@@ -91,13 +91,19 @@ pub fn call(
     line.push(b'\n');
     (&stream).write_all(&line).map_err(io_error)?;
     let mut answer = Vec::new();
-    BufReader::new(io::Read::take(&stream, MAX_ANSWER))
+    BufReader::new(io::Read::take(&stream, MAX_ANSWER as u64 + 1))
         .read_until(b'\n', &mut answer)
         .map_err(io_error)?;
     if answer.is_empty() {
         return Err(ClientError::Refused(
             "jobd closed the connection without answering".to_string(),
         ));
+    }
+    if answer.len() > MAX_ANSWER && answer.last() != Some(&b'\n') {
+        return Err(ClientError::Refused(format!(
+            "jobd's answer is larger than {} MiB, more than jobd sends; is this jobctl from the same version as jobd?",
+            MAX_ANSWER >> 20
+        )));
     }
     let response: Response = serde_json::from_slice(&answer).map_err(|e| {
         ClientError::Refused(format!(

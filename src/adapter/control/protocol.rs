@@ -12,6 +12,16 @@ pub const VERSION: u32 = 1;
 /// A request is at most this long; a longer one is refused and the connection closed.
 pub const MAX_REQUEST: usize = 64 * 1024;
 
+/// An answer is at most this long: a larger one is replaced by an error saying so, so
+/// that no request makes jobd hold or send an unbounded answer.
+pub const MAX_ANSWER: usize = 16 << 20;
+
+/// The most instants one `next` request may ask for.
+pub const MAX_NEXT: usize = 1000;
+
+/// The most runs one `history` request may ask for.
+pub const MAX_HISTORY: usize = 10_000;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub version: u32,
@@ -44,6 +54,19 @@ pub enum Command {
         job: Option<String>,
         count: usize,
     },
+}
+
+impl Command {
+    /// The request's name, as jobctl's command line has it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Status => "status",
+            Command::History { .. } => "history",
+            Command::Run { .. } => "run",
+            Command::Reload { .. } => "reload",
+            Command::Next { .. } => "next",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

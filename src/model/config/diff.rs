@@ -114,6 +114,7 @@ fn setting_changes(old: &Config, new: &Config) -> Vec<String> {
             old.socket_group != new.socket_group,
             at_restart,
         ),
+        ("read_group", old.read_group != new.read_group, at_restart),
         ("spool.dir", a.dir != b.dir, at_restart),
         ("spool.workers", a.workers != b.workers, ""),
         (

@@ -75,8 +75,11 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub state_dir: PathBuf,
     pub socket: PathBuf,
-    /// Members of this group may use the control socket (mode 0660).
+    /// Members of this group may also run jobs and reload through the control socket.
     pub socket_group: Option<String>,
+    /// Members of this group may read through the control socket (status, history,
+    /// next), and nothing more.
+    pub read_group: Option<String>,
     /// In the order the jobfile lists them.
     pub jobs: Vec<Job>,
     pub spool: Spool,
