@@ -180,6 +180,15 @@ impl Schedule {
         }
     }
 
+    /// Whether two schedules name the same times, each in its own zone: a reload that
+    /// changes `timezone:` changes every cron schedule, but not what it says.
+    pub fn same_rule(&self, other: &Schedule) -> bool {
+        match (self, other) {
+            (Schedule::Cron(a), Schedule::Cron(b)) => a.normalized == b.normalized,
+            (a, b) => a == b,
+        }
+    }
+
     /// The expression as written, or e.g. `every 250ms` / `every 1h offset 15m`.
     pub fn describe(&self) -> String {
         match self {
@@ -1426,6 +1435,8 @@ mod tests {
             cron(Amsterdam, " 0  0 0 * * 1 ")
         );
         assert_eq!(cron(Amsterdam, "@daily"), cron(Amsterdam, "0 0 * * *"));
+        assert!(cron(Amsterdam, "@daily").same_rule(&cron(New_York, "0 0 * * *")));
+        assert!(!cron(Amsterdam, "@daily").same_rule(&cron(New_York, "0 1 * * *")));
         assert_ne!(
             cron(Amsterdam, "0 0 * * MON"),
             cron(New_York, "0 0 * * MON")
