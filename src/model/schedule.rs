@@ -105,6 +105,16 @@ impl std::error::Error for ScheduleError {}
 impl Schedule {
     /// Parses a cron expression evaluated in `zone`.
     pub fn cron(expr: &str, zone: Tz) -> Result<Schedule, ScheduleError> {
+        Schedule::parse_cron(expr, zone).map_err(|err| match seconds_first(expr, zone) {
+            Some(meant) => ScheduleError::new(format!(
+                "{err}; with 6 fields the seconds come first (second minute hour \
+                 day-of-month month day-of-week): did you mean `{meant}`?"
+            )),
+            None => err,
+        })
+    }
+
+    fn parse_cron(expr: &str, zone: Tz) -> Result<Schedule, ScheduleError> {
         let written = expr.trim();
         let mut fields = split_fields(written)?;
         if fields.len() == 5 {
@@ -357,6 +367,21 @@ fn matches_some_day(cron: &Cron) -> bool {
                 })
         })
     })
+}
+
+/// croniter (django-q2, Celery's crontab parsers) writes six fields with the seconds
+/// last: `0 3 * * 1-5 30`. When a six-field expression fails and would parse with its
+/// last field moved to the front, that is what was meant.
+fn seconds_first(expr: &str, zone: Tz) -> Option<String> {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let [rest @ .., seconds] = fields.as_slice() else {
+        return None;
+    };
+    if fields.len() != 6 {
+        return None;
+    }
+    let meant = format!("{seconds} {}", rest.join(" "));
+    Schedule::parse_cron(&meant, zone).ok().map(|_| meant)
 }
 
 fn split_fields(expr: &str) -> Result<Vec<&str>, ScheduleError> {
@@ -1420,6 +1445,13 @@ mod tests {
             (
                 "@daily 0",
                 "@daily must stand alone, found 1 more field(s) after it",
+            ),
+            // croniter's order, seconds last.
+            (
+                "0 3 * * 1-5 30",
+                "day-of-week field: 30 is out of range 0-7; with 6 fields the seconds come \
+                 first (second minute hour day-of-month month day-of-week): did you mean \
+                 `30 0 3 * * 1-5`?",
             ),
         ];
         for (expr, message) in rows {

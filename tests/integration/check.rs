@@ -1,5 +1,7 @@
 //! `jobd check`: fire times on stdout, problems with file:line:column on stderr.
 
+use std::fs;
+
 use crate::harness::Dir;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/jobd.yaml");
@@ -164,4 +166,35 @@ fn usage_errors_exit_2() {
     let help = dir.jobd(&["--help"]);
     help.code(0);
     assert!(help.stdout().contains("--config"));
+}
+
+#[test]
+fn cron_slips_from_other_tools_get_a_hint() {
+    let dir = Dir::new("jobs:\n  unquoted:\n    schedule: */5 * * * * *\n    command: [x]\n");
+    let run = dir.jobd(&["check"]);
+    run.code(1);
+    let file = dir.jobfile();
+    let expected = format!(
+        "{}:3:15: invalid YAML: `*/5 * * * * *` starts with `*`, which YAML reads as an alias \
+         (a reference to an `&anchor`); put the value in quotes: \"*/5 * * * * *\"",
+        file.display()
+    );
+    assert!(run.stderr().contains(&expected), "{}", run.stderr());
+
+    fs::write(
+        dir.jobfile(),
+        "jobs:\n  croniter:\n    schedule: \"0 3 * * 1-5 30\"\n    command: [x]\n",
+    )
+    .unwrap();
+    let run = dir.jobd(&["check"]);
+    run.code(1);
+    assert!(
+        run.stderr().contains(
+            "jobs.croniter.schedule: bad cron expression `0 3 * * 1-5 30`: day-of-week field: \
+             30 is out of range 0-7; with 6 fields the seconds come first (second minute hour \
+             day-of-month month day-of-week): did you mean `30 0 3 * * 1-5`?"
+        ),
+        "{}",
+        run.stderr()
+    );
 }
