@@ -58,7 +58,9 @@ pub enum JobdCommand {
     /// Validate the jobfile and print the next fire times of every enabled job
     ///
     /// Exits 0 if the jobfile is valid, 1 if not; each problem is printed on stderr as
-    /// FILE:LINE:COLUMN: MESSAGE.
+    /// FILE:LINE:COLUMN: MESSAGE. Also warns about what the jobfile asks of this host
+    /// that it lacks (a program or workdir that does not exist, an unknown user or
+    /// group): warnings leave the exit code 0 unless --strict.
     Check(CheckArgs),
     /// Print a shell completion script for jobd on stdout
     Completions(CompletionsArgs),
@@ -77,6 +79,10 @@ pub struct CheckArgs {
     /// How many fire times to print per job
     #[arg(long = "next", value_name = "N", default_value_t = 1)]
     pub next: usize,
+
+    /// Treat warnings as errors: exit 1 if there is any (for deploy scripts)
+    #[arg(long = "strict")]
+    pub strict: bool,
 
     /// Print the fire times strictly after TIME (RFC 3339, e.g. 2027-03-28T01:00:00Z) instead of now
     #[arg(long = "from", value_name = "TIME", value_parser = parse_rfc3339)]

@@ -8,30 +8,51 @@ use crate::adapter::control::answer;
 use crate::adapter::control::client::{self, ClientError};
 use crate::adapter::control::protocol::{Body, Command, RunAnswer, Status};
 use crate::daemon::Daemon;
-use crate::front::check;
 use crate::front::cli::{CheckArgs, JobctlArgs, JobctlCommand, JobfileArgs};
 use crate::front::render::{self, Style};
 use crate::front::submit::Start;
+use crate::front::{check, preflight};
+use crate::leaf::words;
 use crate::model::config::{self, Host};
 use std::io::IsTerminal;
 use std::time::Duration;
 
 /// `jobd check`: exit 0 and print fire times if the jobfile is valid, else exit 1 and
-/// print every problem.
+/// print every problem. Warnings about this host are printed either way, and fail the
+/// check only with `--strict`.
 pub fn check(jobfile: &JobfileArgs, args: &CheckArgs) -> ExitCode {
     let host = Host::from_env();
-    match config::load(&jobfile.file.config, jobfile.environment.as_deref(), &host) {
-        Ok(config) => {
-            let from = args.from.map_or_else(Utc::now, |t| t.to_utc());
-            print!("{}", check::fire_times(&config, from, args.next));
-            eprintln!("{}", check::summary(&config));
-            ExitCode::SUCCESS
-        }
+    let loaded = config::read(&jobfile.file.config).and_then(|(file, text)| {
+        config::parse(&text, &file, jobfile.environment.as_deref(), &host)
+            .map(|config| (config, text))
+    });
+    let (config, text) = match loaded {
+        Ok(loaded) => loaded,
         Err(err) => {
             eprintln!("{err}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    let findings = preflight::findings(&config, &text);
+    for finding in &findings {
+        eprintln!("{}:{finding}", config.file.display());
     }
+    let warnings = findings
+        .iter()
+        .filter(|f| f.level == preflight::Level::Warning)
+        .count();
+    if args.strict && warnings > 0 {
+        eprintln!(
+            "{}: {} (--strict makes warnings errors)",
+            config.file.display(),
+            words::count(warnings, "warning")
+        );
+        return ExitCode::FAILURE;
+    }
+    let from = args.from.map_or_else(Utc::now, |t| t.to_utc());
+    print!("{}", check::fire_times(&config, from, args.next));
+    eprintln!("{}", check::summary(&config, warnings));
+    ExitCode::SUCCESS
 }
 
 /// `jobd`: run the daemon in the foreground until SIGTERM or SIGINT.

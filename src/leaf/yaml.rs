@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
-/// A position in the source text, 1-based, in characters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// A position in the source text, 1-based, in characters; ordered as in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Pos {
     pub line: u64,
     pub column: u64,
