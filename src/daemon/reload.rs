@@ -9,6 +9,7 @@ use super::shutdown::Phase;
 use super::{Daemon, DaemonError};
 use crate::adapter::control::protocol::ReloadAnswer;
 use crate::leaf::now::Now;
+use crate::leaf::words::count;
 use crate::machine::spool::Spool;
 use crate::machine::supervisor::Which;
 use crate::model::config::{self, Config, RemovedJobs};
@@ -108,10 +109,10 @@ impl Daemon {
             self.metrics_file = config.metrics_file.clone().map(MetricsFile::new);
         }
         info!(
-            "reloaded {}: {} jobs, {} tasks; added: [{}], removed: [{}], changed: [{}]",
+            "reloaded {}: {}, {}; added: [{}], removed: [{}], changed: [{}]",
             config.file.display(),
-            config.jobs.len(),
-            config.tasks.len(),
+            count(config.jobs.len(), "job"),
+            count(config.tasks.len(), "task"),
             answer.added.join(", "),
             answer.removed.join(", "),
             answer.changed.join(", ")

@@ -67,7 +67,8 @@ pub fn daemon_info(config: &Config, started_at: DateTime<Utc>) -> DaemonInfo {
     }
 }
 
-/// The next `count` instants of one job or every enabled job, soonest first.
+/// The next `count` instants of each enabled job (or of one job), soonest first, as
+/// `jobd check --next` counts them.
 pub fn next(
     config: &Config,
     plan: &Plan,
@@ -75,7 +76,13 @@ pub fn next(
     count: usize,
 ) -> Result<Vec<NextInstant>, String> {
     let jobs: Vec<_> = match job {
-        Some(name) => vec![config.job(name).ok_or_else(|| unknown_job(config, name))?],
+        Some(name) => {
+            let job = config.job(name).ok_or_else(|| unknown_job(config, name))?;
+            if !job.enabled {
+                return Err(disabled(config, job));
+            }
+            vec![job]
+        }
         None => config.jobs.iter().filter(|j| j.enabled).collect(),
     };
     let mut instants = Vec::new();
@@ -88,7 +95,6 @@ pub fn next(
         }
     }
     instants.sort();
-    instants.truncate(count);
     Ok(instants
         .into_iter()
         .map(|(at, job)| NextInstant {
@@ -96,6 +102,19 @@ pub fn next(
             at: timestamp::precise(at),
         })
         .collect())
+}
+
+/// Why a job that exists has no instants: its `environments:` leave this one out.
+fn disabled(config: &Config, job: &crate::model::config::Job) -> String {
+    let listed = job.environments.as_deref().unwrap_or_default().join(", ");
+    let running = match &config.environment {
+        Some(env) => format!("jobd runs in environment {env}"),
+        None => "jobd runs in no environment (started without -e)".to_string(),
+    };
+    format!(
+        "job `{}` is disabled: it runs only in environment {listed}, and {running}",
+        job.name
+    )
 }
 
 pub fn unknown_job(config: &Config, name: &str) -> String {

@@ -111,6 +111,18 @@ pub struct SpoolStatus {
     pub retrying: usize,
     /// Files in failed/ that failed in the last 24 hours.
     pub failed_recently: usize,
+    /// `spool.workers`: how many one-off jobs run at once, all tasks together.
+    #[serde(default)]
+    pub workers: u32,
+    /// Each task's own `max_instances`, if it has one (tasks have none by default).
+    #[serde(default)]
+    pub tasks: Vec<TaskLimit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskLimit {
+    pub name: String,
+    pub max_instances: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
