@@ -3,7 +3,8 @@
 //! or group it does not know), and what is valid but rarely meant. A jobfile with
 //! warnings still loads; `--strict` makes them errors, for deploy scripts.
 
-use std::collections::BTreeSet;
+use std::cell::OnceCell;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
@@ -45,12 +46,16 @@ impl fmt::Display for Finding {
 /// `text`, in file order; each place is reported once even when many jobs share it
 /// (a `defaults:` workdir).
 pub fn findings(config: &Config, text: &str) -> Vec<Finding> {
-    let tree = yaml::parse(text).unwrap_or(Node {
-        value: Value::Null,
-        pos: Pos::default(),
-    });
+    // Parsed again only to place a finding: most jobfiles have none.
+    let tree = Tree {
+        text,
+        tree: OnceCell::new(),
+    };
     let mut found = BTreeSet::new();
-    let search_path = std::env::var_os("PATH").unwrap_or_default();
+    let mut lookups = Lookups {
+        own_path: std::env::var_os("PATH").unwrap_or_default(),
+        in_path: HashMap::new(),
+    };
     for job in config.jobs.iter().filter(|job| job.enabled) {
         let place = Place {
             tree: &tree,
@@ -58,12 +63,12 @@ pub fn findings(config: &Config, text: &str) -> Vec<Finding> {
             name: &job.name,
             fallback: job.pos,
         };
-        check_run(&place, &job.run, &search_path, &mut found);
+        check_run(&place, &job.run, &mut lookups, &mut found);
         check_hook(
             &place,
             job.on_failure.as_ref(),
             &job.run,
-            &search_path,
+            &mut lookups,
             &mut found,
         );
         if let Some((expr, _)) = job.schedule.cron_source() {
@@ -77,21 +82,46 @@ pub fn findings(config: &Config, text: &str) -> Vec<Finding> {
             name: &task.name,
             fallback: task.pos,
         };
-        check_run(&place, &task.run, &search_path, &mut found);
+        check_run(&place, &task.run, &mut lookups, &mut found);
         check_hook(
             &place,
             task.on_failure.as_ref(),
             &task.run,
-            &search_path,
+            &mut lookups,
             &mut found,
         );
     }
     found.into_iter().collect()
 }
 
+/// PATH lookups, made once per program and PATH: a jobfile may hold 10,000 jobs that
+/// run the same few programs.
+struct Lookups {
+    /// `jobd check`'s own PATH, which a job without `env: PATH` gets from jobd.
+    own_path: OsString,
+    in_path: HashMap<(OsString, String), bool>,
+}
+
+/// The jobfile's YAML tree, parsed when first needed.
+struct Tree<'a> {
+    text: &'a str,
+    tree: OnceCell<Node>,
+}
+
+impl Tree<'_> {
+    fn get(&self) -> &Node {
+        self.tree.get_or_init(|| {
+            yaml::parse(self.text).unwrap_or(Node {
+                value: Value::Null,
+                pos: Pos::default(),
+            })
+        })
+    }
+}
+
 /// Where a job's or task's settings are written: its own key, else `defaults:`.
 struct Place<'a> {
-    tree: &'a Node,
+    tree: &'a Tree<'a>,
     section: &'static str,
     name: &'a str,
     /// The job's or task's name, for what neither it nor `defaults:` set.
@@ -106,7 +136,8 @@ impl Place<'_> {
     fn of(&self, key: &[&str]) -> (Pos, String) {
         let own = [self.section, self.name];
         for base in [&own[..], &["defaults"][..]] {
-            let Some(mut node) = find(self.tree, base).and_then(|owner| find(owner, &key[..1]))
+            let Some(mut node) =
+                find(self.tree.get(), base).and_then(|owner| find(owner, &key[..1]))
             else {
                 continue;
             };
@@ -152,7 +183,7 @@ fn find<'a>(node: &'a Node, keys: &[&str]) -> Option<&'a Node> {
     find(value, rest)
 }
 
-fn check_run(place: &Place, run: &RunSpec, search_path: &OsString, found: &mut BTreeSet<Finding>) {
+fn check_run(place: &Place, run: &RunSpec, lookups: &mut Lookups, found: &mut BTreeSet<Finding>) {
     let workdir_ok = run.workdir.is_dir();
     if !workdir_ok {
         let what = if run.workdir.exists() {
@@ -167,7 +198,7 @@ fn check_run(place: &Place, run: &RunSpec, search_path: &OsString, found: &mut B
             format!("the workdir {} {what}", run.workdir.display()),
         );
     }
-    if let Some(problem) = missing_program(&run.command, run, workdir_ok, search_path) {
+    if let Some(problem) = missing_program(&run.command, run, workdir_ok, lookups) {
         place.report(found, Level::Warning, &["command"], problem);
     }
     if let Some(user) = &run.user
@@ -197,11 +228,11 @@ fn check_hook(
     place: &Place,
     hook: Option<&Hook>,
     run: &RunSpec,
-    search_path: &OsString,
+    lookups: &mut Lookups,
     found: &mut BTreeSet<Finding>,
 ) {
     let Some(hook) = hook else { return };
-    if let Some(problem) = missing_program(&hook.command, run, run.workdir.is_dir(), search_path) {
+    if let Some(problem) = missing_program(&hook.command, run, run.workdir.is_dir(), lookups) {
         place.report(found, Level::Warning, &["on_failure", "command"], problem);
     }
 }
@@ -214,7 +245,7 @@ fn missing_program(
     command: &Command,
     run: &RunSpec,
     workdir_ok: bool,
-    search_path: &OsString,
+    lookups: &mut Lookups,
 ) -> Option<String> {
     let program = match command {
         Command::Argv(argv) => argv[0].as_str(),
@@ -257,10 +288,15 @@ fn missing_program(
         .env
         .get("PATH")
         .map(OsString::from)
-        .unwrap_or_else(|| search_path.clone());
-    let found = std::env::split_paths(&search)
-        .map(|dir| dir.join(program))
-        .any(|candidate| is_executable(&candidate));
+        .unwrap_or_else(|| lookups.own_path.clone());
+    let found = *lookups
+        .in_path
+        .entry((search.clone(), program.to_string()))
+        .or_insert_with(|| {
+            std::env::split_paths(&search)
+                .map(|dir| dir.join(program))
+                .any(|candidate| is_executable(&candidate))
+        });
     (!found).then(|| {
         format!(
             "the program `{program}` is not in PATH ({})",
