@@ -4,9 +4,9 @@
 //! processes by their `JOBD_RUN_ID`, stops them before their job fires again, and
 //! records them as interrupted.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -43,15 +43,13 @@ impl Entry {
     }
 }
 
-/// The lock a jobd holds on its journal for its life: a second jobd on the same state
-/// directory would take the first one's runs for leftovers of a crash and stop them.
-const LOCK: &str = ".lock";
-
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
     /// Set while writing fails, so that the error is logged once.
     failing: bool,
+    /// Held for jobd's life: a second jobd on the same state directory would take the
+    /// first one's runs for leftovers of a crash and stop them.
     _lock: Option<Flock<File>>,
 }
 
@@ -63,9 +61,9 @@ impl std::fmt::Display for InUse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "another jobd is using the state directory {} (it holds {})",
+            "another jobd is using the state directory {} (it holds the lock of {})",
             self.0.parent().unwrap_or(&self.0).display(),
-            self.0.join(LOCK).display()
+            self.0.display()
         )
     }
 }
@@ -85,23 +83,19 @@ impl Journal {
         {
             error!("cannot create {}: {e}", dir.display());
         }
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(dir.join(LOCK));
-        let lock = match lock {
+        // The folder itself is locked: a file held open for writing would keep the
+        // state directory from being remounted read-only.
+        let lock = match File::open(&dir) {
             Ok(file) => match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(lock) => Some(lock),
                 Err((_, Errno::EWOULDBLOCK)) => return Err(InUse(dir)),
                 Err((_, errno)) => {
-                    error!("cannot lock {}: {errno}", dir.join(LOCK).display());
+                    error!("cannot lock {}: {errno}", dir.display());
                     None
                 }
             },
             Err(e) => {
-                error!("cannot open {}: {e}", dir.join(LOCK).display());
+                error!("cannot open {}: {e}", dir.display());
                 None
             }
         };
@@ -155,9 +149,6 @@ impl Journal {
         for dirent in names.flatten() {
             let path = dirent.path();
             let name = dirent.file_name();
-            if name == LOCK {
-                continue;
-            }
             if name.to_string_lossy().starts_with('.') {
                 // A temporary a crash left behind.
                 let _ = fs::remove_file(&path);

@@ -38,7 +38,7 @@ use crate::leaf::notify::Notifier;
 use crate::leaf::now::Now;
 use crate::leaf::signals::Signals;
 use crate::leaf::timer::{Fired, Timer};
-use crate::leaf::words::plural;
+use crate::leaf::words::count;
 use crate::machine::spool::{Spool, SpoolError};
 use crate::machine::supervisor::{Stream, Supervisor};
 use crate::model::config::{self, Config, Host};
@@ -232,13 +232,11 @@ impl<S: Spawner> Daemon<S> {
         let watch = Watch::new(&config, |job| history.last_success(job, now.wall), now.wall);
         let enabled = config.jobs.iter().filter(|j| j.enabled).count();
         info!(
-            "jobd {} started: {} ({} job{} enabled, {} task{}, environment {}, time zone {})",
+            "jobd {} started: {} ({} enabled, {}, environment {}, time zone {})",
             env!("CARGO_PKG_VERSION"),
             config.file.display(),
-            enabled,
-            plural(enabled),
-            config.tasks.len(),
-            plural(config.tasks.len()),
+            count(enabled, "job"),
+            count(config.tasks.len(), "task"),
             config.environment.as_deref().unwrap_or("(none)"),
             config.timezone.name()
         );
@@ -466,8 +464,8 @@ impl<S: Spawner> Daemon<S> {
     fn summary(&self) -> String {
         let (queued, delayed, running, retrying) = self.spool.counts();
         format!(
-            "{} jobs, {} running; one-off: {} queued, {} delayed, {} running, {} retrying",
-            self.config.jobs.iter().filter(|j| j.enabled).count(),
+            "{} enabled, {} running; one-off: {} queued, {} delayed, {} running, {} retrying",
+            count(self.config.jobs.iter().filter(|j| j.enabled).count(), "job"),
             self.supervisor.running().saturating_sub(running),
             queued,
             delayed,

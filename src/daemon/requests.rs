@@ -7,7 +7,7 @@ use log::info;
 use super::shutdown::Phase;
 use super::{Daemon, DaemonError};
 use crate::adapter::control::answer;
-use crate::adapter::control::protocol::{Body, Command, RunAnswer, SpoolStatus, Status};
+use crate::adapter::control::protocol::{Body, Command, RunAnswer, SpoolStatus, Status, TaskLimit};
 use crate::adapter::control::server::Incoming;
 use crate::adapter::spawner::Spawner;
 use crate::leaf::now::Now;
@@ -117,6 +117,16 @@ impl<S: Spawner> Daemon<S> {
                 running,
                 retrying,
                 failed_recently: self.spool.failed_recently(),
+                workers: self.config.spool.workers,
+                tasks: self
+                    .config
+                    .tasks
+                    .iter()
+                    .map(|task| TaskLimit {
+                        name: task.name.clone(),
+                        max_instances: task.max_instances,
+                    })
+                    .collect(),
             }),
         }
     }

@@ -2,41 +2,65 @@
 
 use std::process::ExitCode;
 
-use chrono::Utc;
+use chrono::{DateTime, LocalResult, TimeZone, Utc};
+use chrono_tz::Tz;
 
 use crate::adapter::control::answer;
 use crate::adapter::control::client::{self, ClientError};
-use crate::adapter::control::protocol::{Body, Command, RunAnswer, Status};
+use crate::adapter::control::protocol::{Body, Command, ReloadAnswer, RunAnswer, Status};
 use crate::adapter::control::reach;
 use crate::daemon::Daemon;
-use crate::front::check;
-use crate::front::cli::{CheckArgs, JobctlArgs, JobctlCommand, JobfileArgs};
+use crate::front::cli::{At, CheckArgs, JobctlArgs, JobctlCommand, JobfileArgs};
 use crate::front::render::{self, Style};
 use crate::front::submit::Start;
-use crate::leaf::visible;
+use crate::front::{check, preflight};
+use crate::leaf::{visible, words};
 use crate::model::config::{self, Host};
 use std::io::IsTerminal;
 use std::time::Duration;
 
 /// `jobd check`: exit 0 and print fire times if the jobfile is valid, else exit 1 and
-/// print every problem.
+/// print every problem. Warnings about this host are printed either way, and fail the
+/// check only with `--strict`.
 pub fn check(jobfile: &JobfileArgs, args: &CheckArgs) -> ExitCode {
     let host = Host::from_env();
-    match config::load(&jobfile.file.config, jobfile.environment.as_deref(), &host) {
-        Ok(config) => {
-            let from = args.from.map_or_else(Utc::now, |t| t.to_utc());
-            print!("{}", check::fire_times(&config, from, args.next));
-            eprintln!("{}", check::summary(&config));
-            for warning in reach::warnings(&config) {
-                eprintln!("warning: {warning}");
-            }
-            ExitCode::SUCCESS
-        }
+    let loaded = config::read(&jobfile.file.config).and_then(|(file, text)| {
+        config::parse(&text, &file, jobfile.environment.as_deref(), &host)
+            .map(|config| (config, text))
+    });
+    let (config, text) = match loaded {
+        Ok(loaded) => loaded,
         Err(err) => {
             eprintln!("{err}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    let findings = preflight::findings(&config, &text);
+    for finding in &findings {
+        eprintln!("{}:{finding}", config.file.display());
     }
+    // The control socket's groups: whether they exist and can reach the socket.
+    let reach = reach::warnings(&config);
+    for warning in &reach {
+        eprintln!("{}: warning: {warning}", config.file.display());
+    }
+    let warnings = findings
+        .iter()
+        .filter(|f| f.level == preflight::Level::Warning)
+        .count()
+        + reach.len();
+    if args.strict && warnings > 0 {
+        eprintln!(
+            "{}: {} (--strict makes warnings errors)",
+            config.file.display(),
+            words::count(warnings, "warning")
+        );
+        return ExitCode::FAILURE;
+    }
+    let from = args.from.map_or_else(Utc::now, |t| t.to_utc());
+    print!("{}", check::fire_times(&config, from, args.next));
+    eprintln!("{}", check::summary(&config, warnings));
+    ExitCode::SUCCESS
 }
 
 /// `jobd`: run the daemon in the foreground until SIGTERM or SIGINT.
@@ -66,6 +90,7 @@ pub fn completions<Cli: clap::CommandFactory>(shell: clap_complete::Shell) -> Ex
 
 /// jobctl's exit codes (SPEC: 0 success, 1 the request failed, 2 usage, 3 not running).
 const FAILED: u8 = 1;
+const USAGE: u8 = 2;
 const NOT_RUNNING: u8 = 3;
 
 /// `jobctl`: parse, do, map to an exit code.
@@ -81,6 +106,11 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
         .get_or_init(|| config::load(file, args.jobfile.environment.as_deref(), &host))
     {
         Ok(config) => Ok(config),
+        Err(err) if unreadable(err) => {
+            eprintln!("jobctl: {err}");
+            eprintln!("jobctl: {WHICH_JOBFILE}");
+            Err(ExitCode::from(USAGE))
+        }
         Err(err) => {
             eprintln!("{err}");
             Err(ExitCode::from(FAILED))
@@ -94,11 +124,35 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
     };
     let call = |command, timeout| client::call(&socket, command, timeout);
     let quick = Some(Duration::from_secs(30));
+    // Status checks its own answer; submit and completions do not talk to jobd.
+    if let Some(wanted) = args.jobfile.environment.as_deref()
+        && !matches!(
+            args.command,
+            JobctlCommand::Status { .. } | JobctlCommand::Submit(_) | JobctlCommand::Completions(_)
+        )
+        && let Ok(Body::Status(status)) = call(Command::Status, quick)
+        && let Err(code) = same_environment(wanted, &status)
+    {
+        return code;
+    }
     match &args.command {
         JobctlCommand::Completions(which) => completions::<JobctlArgs>(which.shell),
         JobctlCommand::Status { json } => match call(Command::Status, quick) {
-            Ok(Body::Status(status)) => print_status(&status, *json, &style, ExitCode::SUCCESS),
+            Ok(Body::Status(status)) => {
+                if let Some(Err(code)) = args
+                    .jobfile
+                    .environment
+                    .as_deref()
+                    .map(|wanted| same_environment(wanted, &status))
+                {
+                    return code;
+                }
+                print_status(&status, *json, &style, ExitCode::SUCCESS)
+            }
             Err(err @ ClientError::NotRunning { .. }) => {
+                if let Some(code) = guessed_socket(args, &err) {
+                    return code;
+                }
                 eprintln!("jobctl: {err}");
                 match valid() {
                     Ok(config) => {
@@ -122,7 +176,7 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                     }
                 }
             }
-            other => fail(other),
+            other => fail(other, args),
         },
         JobctlCommand::History { job, count, json } => {
             let command = Command::History {
@@ -132,6 +186,9 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
             let (runs, code) = match call(command, quick) {
                 Ok(Body::History { runs }) => (runs, ExitCode::SUCCESS),
                 Err(err @ ClientError::NotRunning { .. }) => {
+                    if let Some(code) = guessed_socket(args, &err) {
+                        return code;
+                    }
                     eprintln!("jobctl: {err}");
                     let history = crate::adapter::state::load(&places.state_dir);
                     (
@@ -139,7 +196,7 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                         ExitCode::from(NOT_RUNNING),
                     )
                 }
-                other => return fail(other),
+                other => return fail(other, args),
             };
             if *json {
                 println!(
@@ -201,7 +258,7 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                         }
                     }
                 },
-                other => fail(other),
+                other => fail(other, args),
             }
         }
         JobctlCommand::Reload { dry_run } => {
@@ -211,17 +268,14 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                         eprintln!("{}", visible::escape_lines(error));
                         return ExitCode::from(FAILED);
                     }
-                    let verb = if *dry_run { "would be" } else { "were" };
                     println!(
-                        "{}: {} {verb} added, {} removed, {} changed",
+                        "{}: {}",
                         if *dry_run {
                             "jobfile is valid"
                         } else {
                             "reloaded"
                         },
-                        answer.added.len(),
-                        answer.removed.len(),
-                        answer.changed.len()
+                        reload_counts(&answer, *dry_run)
                     );
                     for (what, names) in [
                         ("added", &answer.added),
@@ -234,7 +288,7 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                     }
                     ExitCode::SUCCESS
                 }
-                other => fail(other),
+                other => fail(other, args),
             }
         }
         JobctlCommand::Next { job, count } => {
@@ -247,18 +301,32 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                     print!("{}", render::next(&instants, &style));
                     ExitCode::SUCCESS
                 }
-                other => fail(other),
+                other => fail(other, args),
             }
         }
         JobctlCommand::Submit(submit) => {
-            let start = match (submit.at, submit.delay) {
-                (Some(at), _) => Start::At(at.to_utc()),
-                (None, Some(delay)) => Start::In(delay),
-                (None, None) => Start::Now,
-            };
             let config = match valid() {
                 Ok(config) => config,
                 Err(code) => return code,
+            };
+            let start = match (submit.at, submit.delay) {
+                (Some(at), _) => match instant(at, config.timezone) {
+                    Ok(at) => {
+                        if at <= Utc::now() {
+                            eprintln!(
+                                "jobctl: --at {} is in the past: the task runs now",
+                                check::rfc3339(at, config)
+                            );
+                        }
+                        Start::At(at)
+                    }
+                    Err(message) => {
+                        eprintln!("jobctl: --at: {message}");
+                        return ExitCode::from(USAGE);
+                    }
+                },
+                (None, Some(delay)) => Start::In(delay),
+                (None, None) => Start::Now,
             };
             match crate::front::submit::submit(
                 config,
@@ -280,6 +348,24 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
     }
 }
 
+/// `1 was added, 0 removed, 2 changed`, or that nothing was.
+fn reload_counts(answer: &ReloadAnswer, dry_run: bool) -> String {
+    let (added, removed, changed) = (
+        answer.added.len(),
+        answer.removed.len(),
+        answer.changed.len(),
+    );
+    match (dry_run, added + removed + changed) {
+        (true, 0) => "nothing would be added, removed or changed".to_string(),
+        (false, 0) => "nothing was added, removed or changed".to_string(),
+        (true, _) => format!("{added} would be added, {removed} removed, {changed} changed"),
+        (false, _) => format!(
+            "{added} {} added, {removed} removed, {changed} changed",
+            if added == 1 { "was" } else { "were" }
+        ),
+    }
+}
+
 fn print_status(status: &Status, json: bool, style: &Style, code: ExitCode) -> ExitCode {
     if json {
         println!(
@@ -293,9 +379,12 @@ fn print_status(status: &Status, json: bool, style: &Style, code: ExitCode) -> E
 }
 
 /// An answer that is an error, or not the kind asked for.
-fn fail(answer: Result<Body, ClientError>) -> ExitCode {
+fn fail(answer: Result<Body, ClientError>, args: &JobctlArgs) -> ExitCode {
     match answer {
         Err(err @ ClientError::NotRunning { .. }) => {
+            if let Some(code) = guessed_socket(args, &err) {
+                return code;
+            }
             eprintln!("jobctl: {err}");
             ExitCode::from(NOT_RUNNING)
         }
@@ -308,6 +397,83 @@ fn fail(answer: Result<Body, ClientError>) -> ExitCode {
             ExitCode::from(FAILED)
         }
     }
+}
+
+/// `--at` as an instant: a time without an offset is read in the jobfile's zone, as
+/// its schedules are; one the clocks skip or show twice there needs the offset.
+fn instant(at: At, zone: Tz) -> Result<DateTime<Utc>, String> {
+    let local = match at {
+        At::Instant(at) => return Ok(at.to_utc()),
+        At::Local(local) => local,
+    };
+    match zone.from_local_datetime(&local) {
+        LocalResult::Single(at) => Ok(at.to_utc()),
+        LocalResult::Ambiguous(first, second) => Err(format!(
+            "{local} occurs twice in {zone} (the clocks go back): add the offset, {} or {}",
+            first.format("%:z"),
+            second.format("%:z")
+        )),
+        LocalResult::None => Err(format!(
+            "{local} does not exist in {zone} (the clocks skip it): give a time after the change"
+        )),
+    }
+}
+
+const WHICH_JOBFILE: &str = "run jobctl in the folder of jobd.yaml, or name the jobfile \
+                             with -c PATH or JOBD_CONFIG=PATH, or jobd's socket with --socket PATH";
+
+/// Whether the jobfile itself could not be read (missing, unreadable, not a file).
+fn unreadable(err: &config::ConfigError) -> bool {
+    err.problems
+        .iter()
+        .any(|p| matches!(p.kind, config::ProblemKind::Unreadable(_)))
+}
+
+/// Nobody answered on the socket. When no `--socket` was given and the jobfile cannot
+/// be read, that socket was only the default beside a jobfile that is not there: the
+/// likely mistake is the folder jobctl runs in, not a stopped jobd, so say what was
+/// tried and exit 2 (usage), not 3 (not running), which scripts act on.
+fn guessed_socket(args: &JobctlArgs, err: &ClientError) -> Option<ExitCode> {
+    if args.socket.is_some() {
+        return None;
+    }
+    let Err(unread) = config::read(&args.jobfile.file.config) else {
+        return None;
+    };
+    let ClientError::NotRunning { socket, reason } = err else {
+        return None;
+    };
+    eprintln!("jobctl: {unread}");
+    eprintln!(
+        "jobctl: without it the control socket is a guess, and nothing answers there ({}: {reason})",
+        socket.display()
+    );
+    eprintln!("jobctl: {WHICH_JOBFILE}");
+    Some(ExitCode::from(USAGE))
+}
+
+/// A running jobd keeps the environment it was started with: `-e NAME` naming another
+/// one means the user thinks jobd runs jobs it does not run. Refuse, and say which.
+fn same_environment(wanted: &str, status: &Status) -> Result<(), ExitCode> {
+    let Some(daemon) = &status.daemon else {
+        return Ok(());
+    };
+    if daemon.environment.as_deref() == Some(wanted) {
+        return Ok(());
+    }
+    let running = match &daemon.environment {
+        Some(name) => format!("environment {name} (started with -e {name})"),
+        None => "no environment (started without -e)".to_string(),
+    };
+    eprintln!(
+        "jobctl: -e {wanted}: the running jobd (pid {}) runs in {running}",
+        daemon.pid
+    );
+    eprintln!(
+        "jobctl: -e chooses the environment only when jobd starts: leave it out (or unset \
+         JOBD_ENVIRONMENT), or restart jobd with -e {wanted}"
+    );
+    Err(ExitCode::from(USAGE))
 }
 
 fn signal_number(name: &str) -> i32 {

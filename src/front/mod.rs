@@ -2,5 +2,6 @@
 pub mod check;
 pub mod cli;
 pub mod commands;
+pub mod preflight;
 pub mod render;
 pub mod submit;

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 
-use crate::adapter::control::protocol::{NextInstant, Status};
+use crate::adapter::control::protocol::{NextInstant, SpoolStatus, Status};
 use crate::adapter::runtime::RuntimeStatus;
 use crate::leaf::visible;
 use crate::model::record::{RunInfo, Verdict};
@@ -72,13 +72,15 @@ fn millis(ms: u64) -> String {
     }
 }
 
-/// A wall-clock time in the jobfile's zone: the time alone today, the date too otherwise.
+/// A wall-clock time in the jobfile's zone: the time alone today, the date too
+/// otherwise; with its UTC offset, so that it reads the same as the log's UTC times
+/// and is never ambiguous in the hour a daylight-saving change repeats.
 fn clock(at: DateTime<Utc>, style: &Style) -> String {
     let local = at.with_timezone(&style.zone);
     if local.date_naive() == style.now.with_timezone(&style.zone).date_naive() {
-        local.format("%H:%M:%S").to_string()
+        local.format("%H:%M:%S%:z").to_string()
     } else {
-        local.format("%m-%d %H:%M").to_string()
+        local.format("%m-%d %H:%M%:z").to_string()
     }
 }
 
@@ -251,6 +253,9 @@ pub fn status(status: &Status, style: &Style) -> String {
                 failed
             }
         );
+        if !spool.tasks.is_empty() {
+            let _ = writeln!(out, "  {}", task_limits(spool));
+        }
     }
     out
 }
@@ -283,10 +288,37 @@ fn runtimes(runtimes: &[RuntimeStatus], style: &Style) -> String {
         );
         if let Some(error) = &runtime.last_error {
             let first = error.lines().next().unwrap_or_default();
-            let _ = writeln!(out, "    last error: {first}");
+            let _ = writeln!(out, "    last error: {}", shown(first));
         }
     }
     out
+}
+
+/// Jobs default to `max_instances: 1`, tasks to none: say which limit holds each task.
+fn task_limits(spool: &SpoolStatus) -> String {
+    let mut line = format!("at most {} at once (spool.workers)", spool.workers);
+    let own: Vec<String> = spool
+        .tasks
+        .iter()
+        .filter_map(|t| Some(format!("{} {}", t.name, t.max_instances?)))
+        .collect();
+    if !own.is_empty() {
+        let _ = write!(line, "; max_instances: {}", own.join(", "));
+    }
+    let unlimited: Vec<&str> = spool
+        .tasks
+        .iter()
+        .filter(|t| t.max_instances.is_none())
+        .map(|t| t.name.as_str())
+        .collect();
+    if !unlimited.is_empty() {
+        let _ = write!(
+            line,
+            "; no max_instances (the default for tasks): {}",
+            unlimited.join(", ")
+        );
+    }
+    line
 }
 
 /// `jobctl history`.
@@ -311,7 +343,7 @@ pub fn history(runs: &[RunInfo], style: &Style) -> String {
             || shown(&run.scheduled_at),
             |at| {
                 at.with_timezone(&style.zone)
-                    .format("%Y-%m-%d %H:%M:%S%.3f")
+                    .format("%Y-%m-%d %H:%M:%S%.3f%:z")
                     .to_string()
             },
         );

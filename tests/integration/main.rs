@@ -5,6 +5,7 @@ mod check;
 mod control;
 mod daemon;
 mod faults;
+mod first_use;
 mod harness;
 mod hostile_input;
 mod man;

@@ -147,8 +147,8 @@ fn each_socket_level_may_do_what_it_is_given_and_a_stranger_nothing() {
 }
 
 /// Attack 6: `next` with a count of 30,000,000 stalled the loop 17.6 s and took 2.8 GB.
-/// It is refused before any work, and a thousand instants over 2000 jobs cost jobd
-/// little CPU time (merged, not 1000 per job).
+/// It is refused before any work, as is a count whose instants over all jobs would pass
+/// the bound of one answer; ten of each of 2000 jobs cost jobd little CPU time.
 #[test]
 fn next_with_a_huge_count_is_refused_and_a_thousand_over_many_jobs_cost_little() {
     let mut jobfile = String::from("timezone: UTC\nshutdown_grace: 2s\njobs:\n");
@@ -174,17 +174,26 @@ fn next_with_a_huge_count_is_refused_and_a_thousand_over_many_jobs_cost_little()
         "{}",
         refused.stderr()
     );
-    let (merged, all) = cpu(&["next", "-n", "1000"], 0);
-    assert_eq!(all.stdout().lines().count(), 1000);
+    // 1000 of each of 2000 jobs would be two million: refused before any work.
+    let (product, too_many) = cpu(&["next", "-n", "1000"], 1);
+    assert!(
+        too_many.stderr().contains("in all"),
+        "{}",
+        too_many.stderr()
+    );
+    let (merged, all) = cpu(&["next", "-n", "10"], 0);
+    assert_eq!(all.stdout().lines().count(), 20_000);
     let (single, one) = cpu(&["next", "job0007", "-n", "1000"], 0);
     assert_eq!(one.stdout().lines().count(), 1000);
     eprintln!(
-        "next: -n 30000000 refused with {huge} ticks of jobd CPU; -n 1000 over 2000 jobs {merged} ticks; \
-         -n 1000 of one job {single} ticks (1 tick = 10 ms)"
+        "next: -n 30000000 refused with {huge} ticks of jobd CPU, -n 1000 over 2000 jobs with \
+         {product}; -n 10 over 2000 jobs {merged} ticks; -n 1000 of one job {single} ticks \
+         (1 tick = 10 ms)"
     );
     // A tick is 10 ms; the old code spent seconds on each of these.
     assert!(huge <= 5, "{huge} ticks");
-    assert!(merged <= 100, "{merged} ticks");
+    assert!(product <= 5, "{product} ticks");
+    assert!(merged <= 200, "{merged} ticks");
     assert!(single <= 100, "{single} ticks");
     dir.jobctl(&["history", "-n", "10001"]).code(1);
     jobd.stop();

@@ -16,8 +16,12 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 /// that no request makes jobd hold or send an unbounded answer.
 pub const MAX_ANSWER: usize = 16 << 20;
 
-/// The most instants one `next` request may ask for.
+/// The most instants one `next` request may ask for, per job.
 pub const MAX_NEXT: usize = 1000;
+
+/// The most instants one `next` answer may hold, all jobs together: the work of an
+/// answer is bounded whatever the jobfile holds.
+pub const MAX_NEXT_IN_ALL: usize = 100_000;
 
 /// The most runs one `history` request may ask for.
 pub const MAX_HISTORY: usize = 10_000;
@@ -138,6 +142,18 @@ pub struct SpoolStatus {
     pub retrying: usize,
     /// Files in failed/ that failed in the last 24 hours.
     pub failed_recently: usize,
+    /// `spool.workers`: how many one-off jobs run at once, all tasks together.
+    #[serde(default)]
+    pub workers: u32,
+    /// Each task's own `max_instances`, if it has one (tasks have none by default).
+    #[serde(default)]
+    pub tasks: Vec<TaskLimit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskLimit {
+    pub name: String,
+    pub max_instances: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

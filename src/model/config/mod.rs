@@ -283,6 +283,11 @@ pub fn places(path: &Path, host: &Host) -> Places {
     load::places(&text, &file, host)
 }
 
+/// The jobfile at `path`: its absolute path and its text, for `parse`.
+pub fn read(path: &Path) -> Result<(PathBuf, String), ConfigError> {
+    read::read_jobfile(path)
+}
+
 /// Read and validate the jobfile at `path`.
 pub fn load(path: &Path, environment: Option<&str>, host: &Host) -> Result<Config, ConfigError> {
     reload(path, environment, host, None)
