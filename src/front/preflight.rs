@@ -75,6 +75,26 @@ pub fn findings(config: &Config, text: &str) -> Vec<Finding> {
             every_second(&place, expr, &mut found);
         }
     }
+    for runtime in &config.runtimes {
+        let place = Place {
+            tree: &tree,
+            section: "runtimes",
+            name: &runtime.name,
+            fallback: runtime.pos,
+        };
+        // The server's command, as a job's would be started.
+        let server = RunSpec {
+            command: Command::Argv(runtime.command.clone()),
+            workdir: runtime.workdir.clone(),
+            env: runtime.env.clone(),
+            timeout: None,
+            kill_grace: std::time::Duration::ZERO,
+            user: runtime.user.clone(),
+            group: runtime.group.clone(),
+            runtime: None,
+        };
+        check_run(&place, &server, &mut lookups, &mut found);
+    }
     for task in &config.tasks {
         let place = Place {
             tree: &tree,
@@ -198,7 +218,12 @@ fn check_run(place: &Place, run: &RunSpec, lookups: &mut Lookups, found: &mut BT
             format!("the workdir {} {what}", run.workdir.display()),
         );
     }
-    if let Some(problem) = missing_program(&run.command, run, workdir_ok, lookups) {
+    let problem = match (&run.runtime, &run.command) {
+        // What a runtime's server runs: a script or `-m MODULE`, not a program.
+        (Some(_), Command::Argv(argv)) => missing_script(argv, run, workdir_ok),
+        _ => missing_program(&run.command, run, workdir_ok, lookups),
+    };
+    if let Some(problem) = problem {
         place.report(found, Level::Warning, &["command"], problem);
     }
     if let Some(user) = &run.user
@@ -305,6 +330,22 @@ fn missing_program(
     })
 }
 
+/// Why the script a runtime's server would run for `argv` is missing, if it is: a
+/// path relative to the workdir (`manage.py`); `-m MODULE` is for the server to find.
+fn missing_script(argv: &[String], run: &RunSpec, workdir_ok: bool) -> Option<String> {
+    let script = argv[0].as_str();
+    if script == "-m" || (Path::new(script).is_relative() && !workdir_ok) {
+        return None;
+    }
+    let path: PathBuf = run.workdir.join(script).components().collect();
+    (!path.is_file()).then(|| {
+        format!(
+            "the script `{script}` that the runtime runs does not exist ({})",
+            path.display()
+        )
+    })
+}
+
 fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
@@ -378,6 +419,25 @@ mod tests {
                 "22:12: warning: jobs.d.group: there is no group `no-such-group-here` on this host",
                 "25:15: warning: jobs.e.command: the program `./plain` is not executable \
                  (DIR/bin/plain)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_runtime_is_checked_as_a_program_and_its_jobs_scripts_as_files() {
+        let found = check(
+            "runtimes:\n  py:\n    command: [./no-python, -m, jobd.warm]\n    workdir: bin\n\
+             jobs:\n  a:\n    every: 1s\n    runtime: py\n    command: [bin/plain, x]\n  \
+             b:\n    every: 1s\n    runtime: py\n    command: [missing.py]\n  \
+             c:\n    every: 1s\n    runtime: py\n    command: [-m, anything]\n",
+        );
+        assert_eq!(
+            found,
+            [
+                "3:15: warning: runtimes.py.command: the program `./no-python` does not exist \
+                 (DIR/bin/no-python)",
+                "13:15: warning: jobs.b.command: the script `missing.py` that the runtime runs \
+                 does not exist (DIR/missing.py)",
             ]
         );
     }
