@@ -302,6 +302,15 @@ impl History {
     }
 
     /// Every job's runs, newest last overall (by start), at most `limit`.
+    /// The job (or task, or hook) of the kept run `run_id`.
+    pub fn job_of(&self, run_id: &str) -> Option<&str> {
+        self.by_job
+            .values()
+            .flatten()
+            .find(|run| run.run_id == run_id)
+            .map(|run| run.job.as_str())
+    }
+
     pub fn recent(&self, job: Option<&str>, limit: usize) -> Vec<RunInfo> {
         let mut runs: Vec<&RunInfo> = match job {
             Some(job) => self.runs(job).collect(),

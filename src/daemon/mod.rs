@@ -11,6 +11,7 @@ mod ended;
 mod fire;
 mod interrupted;
 mod oneoff;
+mod output;
 mod reload;
 mod requests;
 mod shutdown;
@@ -31,6 +32,7 @@ use nix::unistd::Pid;
 
 use crate::adapter::control::server::{ControlError, Server};
 use crate::adapter::journal::{Entry, Journal};
+use crate::adapter::logs::Rings;
 use crate::adapter::runtime::server::Part;
 use crate::adapter::spawner::{Spawner, System};
 use crate::adapter::state::{self, History, StateDirError};
@@ -107,6 +109,10 @@ pub struct Daemon<S: Spawner = System> {
     reload_error: Option<String>,
     /// `jobctl run --wait` clients, by the run they wait for.
     waiters: Vec<(u64, String)>,
+    /// `jobctl logs --follow` clients, by the job they follow (None: every job).
+    followers: Vec<(u64, Option<String>)>,
+    /// Each job's recent output, on disk.
+    rings: Rings,
     timer: Timer,
     armed: Option<DateTime<Utc>>,
     notifier: Notifier,
@@ -255,6 +261,8 @@ impl<S: Spawner> Daemon<S> {
             started_at: now.wall,
             reload_error: None,
             waiters: Vec::new(),
+            followers: Vec::new(),
+            rings: Rings::open(&config.state_dir),
             timer,
             armed: None,
             next_watchdog: notifier.watchdog_interval().map(|every| now.mono + every),
@@ -292,6 +300,7 @@ impl<S: Spawner> Daemon<S> {
             self.spool.tick(now.wall, now.mono, &self.config);
             self.start_files(now);
             self.warm_exits(now);
+            self.pass_output();
             self.write_metrics(now);
             self.arm()?;
             if self.advance_shutdown(now) {

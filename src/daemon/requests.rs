@@ -35,6 +35,20 @@ impl<S: Spawner> Daemon<S> {
                 }
             }
             Command::Reload { dry_run } => Body::Reload(self.reload_with(dry_run, now)?),
+            Command::Logs {
+                target,
+                lines,
+                follow,
+            } => match self.logs(target.as_deref(), lines) {
+                Err(message) => error_body(message),
+                Ok(lines) if follow => {
+                    let job = target.filter(|t| self.knows(t));
+                    self.server.stream(incoming.client, Body::Logs { lines });
+                    self.followers.push((incoming.client, job));
+                    return Ok(());
+                }
+                Ok(lines) => Body::Logs { lines },
+            },
             Command::Run { job, wait } => match self.run_now(&job, now) {
                 Err(message) => error_body(message),
                 Ok((_, Some(run_id))) if wait => {
@@ -53,7 +67,7 @@ impl<S: Spawner> Daemon<S> {
     }
 
     /// Whether `name` is a job's or task's, or their hook's, for `jobctl history`.
-    fn knows(&self, name: &str) -> bool {
+    pub(super) fn knows(&self, name: &str) -> bool {
         let known =
             |name: &str| self.config.job(name).is_some() || self.config.task(name).is_some();
         known(name) || name.strip_suffix(HOOK_SUFFIX).is_some_and(known)

@@ -138,7 +138,21 @@ pub enum JobctlCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Fire a job now, under its max_instances and on_overlap
+    /// Show what runs printed: the last lines of a job (or task), of one run, or of
+    /// the latest runs; from jobd, or from its state directory when it is down
+    Logs {
+        /// A job or task name, or a run id
+        #[arg(value_name = "JOB|RUN_ID")]
+        target: Option<String>,
+        /// How many lines (at most 10000)
+        #[arg(short = 'n', value_name = "N", default_value_t = 50)]
+        lines: usize,
+        /// Go on printing lines as they are written (needs a running jobd)
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Fire a job now, under its max_instances and on_overlap; with --wait, print its
+    /// output as it comes and exit with its exit status
     Run {
         #[arg(value_name = "JOB")]
         job: String,

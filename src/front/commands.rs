@@ -16,6 +16,7 @@ use crate::front::submit::Start;
 use crate::front::{check, preflight};
 use crate::leaf::{visible, words};
 use crate::model::config::{self, Host};
+use crate::model::record::Stream;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -86,6 +87,79 @@ pub fn completions<Cli: clap::CommandFactory>(shell: clap_complete::Shell) -> Ex
     let name = command.get_name().to_string();
     clap_complete::generate(shell, &mut command, name, &mut std::io::stdout());
     ExitCode::SUCCESS
+}
+
+/// A line a run wrote, streamed by jobd: on jobctl's stdout or stderr as the run wrote
+/// it, control characters shown escaped.
+fn print_streamed(body: Body) {
+    match body {
+        Body::Line(line) => match line.stream {
+            Stream::Stdout => println!("{}", visible::escape(&line.text)),
+            Stream::Stderr => eprintln!("{}", visible::escape(&line.text)),
+        },
+        Body::Dropped { lines } => {
+            eprintln!(
+                "jobctl: {} not shown: jobctl read too slowly",
+                words::count(lines, "line")
+            )
+        }
+        _ => {}
+    }
+}
+
+/// `jobctl logs --follow`: the last lines, then each new one as jobd writes it, until
+/// jobd stops or jobctl is interrupted.
+fn follow_logs(
+    socket: &std::path::Path,
+    command: Command,
+    args: &JobctlArgs,
+    style: &Style,
+) -> ExitCode {
+    let mut connection = match client::Connection::open(socket, command, None) {
+        Ok(connection) => connection,
+        Err(err) => return fail(Err(err), args),
+    };
+    loop {
+        match connection.receive() {
+            Ok(Some(Body::Logs { lines })) => print!("{}", render::logs(&lines, style)),
+            Ok(Some(Body::Line(line))) => print!("{}", render::logs(&[line], style)),
+            Ok(Some(Body::Error { message })) => {
+                eprintln!("jobctl: {}", visible::escape_lines(&message));
+                return ExitCode::from(FAILED);
+            }
+            Ok(Some(other)) => print_streamed(other),
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(err) => return fail(Err(err), args),
+        }
+    }
+}
+
+/// `jobctl logs` while jobd is down: what the state directory holds (a run id is
+/// looked up in the history).
+fn offline_logs(
+    state_dir: &std::path::Path,
+    target: Option<&str>,
+    lines: usize,
+) -> Result<Vec<crate::model::record::LogLine>, String> {
+    use crate::adapter::logs;
+    let history = crate::adapter::state::load(state_dir);
+    let Some(target) = target else {
+        let mut all: Vec<_> = history
+            .recent(None, 20)
+            .into_iter()
+            .map(|run| run.job)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .flat_map(|job| logs::last(state_dir, &job, None, lines))
+            .collect();
+        all.sort_by(|a, b| a.at.cmp(&b.at));
+        let skip = all.len().saturating_sub(lines);
+        return Ok(all.split_off(skip));
+    };
+    if let Some(job) = history.job_of(target) {
+        return Ok(logs::last(state_dir, job, Some(target), lines));
+    }
+    Ok(logs::last(state_dir, target, None, lines))
 }
 
 /// jobctl's exit codes (SPEC: 0 success, 1 the request failed, 2 usage, 3 not running).
@@ -213,7 +287,13 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                 job: job.clone(),
                 wait: *wait,
             };
-            match call(command, if *wait { None } else { quick }) {
+            let answer = client::call_streaming(
+                &socket,
+                command,
+                if *wait { None } else { quick },
+                print_streamed,
+            );
+            match answer {
                 Ok(Body::Run(RunAnswer {
                     ended: Some(run), ..
                 })) => {
@@ -224,12 +304,7 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                         shown(&run.run_id),
                         shown(&run.message)
                     );
-                    let code = match (run.exit_code, &run.signal) {
-                        (Some(code), _) => code,
-                        (None, Some(signal)) => 128 + signal_number(signal),
-                        (None, None) => 1,
-                    };
-                    ExitCode::from(code.clamp(0, 255) as u8)
+                    ExitCode::from(run.shell_status().clamp(0, 255) as u8)
                 }
                 Ok(Body::Run(RunAnswer {
                     decision, run_id, ..
@@ -258,6 +333,43 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                         }
                     }
                 },
+                other => fail(other, args),
+            }
+        }
+        JobctlCommand::Logs {
+            target,
+            lines,
+            follow,
+        } => {
+            let command = Command::Logs {
+                target: target.clone(),
+                lines: *lines,
+                follow: *follow,
+            };
+            if *follow {
+                return follow_logs(&socket, command, args, &style);
+            }
+            match call(command, quick) {
+                Ok(Body::Logs { lines }) => {
+                    print!("{}", render::logs(&lines, &style));
+                    ExitCode::SUCCESS
+                }
+                Err(err @ ClientError::NotRunning { .. }) => {
+                    if let Some(code) = guessed_socket(args, &err) {
+                        return code;
+                    }
+                    eprintln!("jobctl: {err}");
+                    match offline_logs(&places.state_dir, target.as_deref(), *lines) {
+                        Ok(lines) => {
+                            print!("{}", render::logs(&lines, &style));
+                            ExitCode::from(NOT_RUNNING)
+                        }
+                        Err(message) => {
+                            eprintln!("jobctl: {message}");
+                            ExitCode::from(FAILED)
+                        }
+                    }
+                }
                 other => fail(other, args),
             }
         }
@@ -474,9 +586,4 @@ fn same_environment(wanted: &str, status: &Status) -> Result<(), ExitCode> {
          JOBD_ENVIRONMENT), or restart jobd with -e {wanted}"
     );
     Err(ExitCode::from(USAGE))
-}
-
-fn signal_number(name: &str) -> i32 {
-    name.parse::<nix::sys::signal::Signal>()
-        .map_or(0, |s| s as i32)
 }

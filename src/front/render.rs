@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use crate::adapter::control::protocol::{NextInstant, SpoolStatus, Status};
 use crate::adapter::runtime::RuntimeStatus;
 use crate::leaf::visible;
-use crate::model::record::{RunInfo, Verdict};
+use crate::model::record::{LogLine, RunInfo, Stream, Verdict};
 
 /// `text` with its control characters written out.
 fn shown(text: &str) -> String {
@@ -319,6 +319,33 @@ fn task_limits(spool: &SpoolStatus) -> String {
         );
     }
     line
+}
+
+/// `jobctl logs`: one line each, `TIME JOB[RUN_ID] TEXT`, stderr lines marked.
+pub fn logs(lines: &[LogLine], style: &Style) -> String {
+    let mut out = String::new();
+    for line in lines {
+        let at = parse(&line.at).map_or_else(
+            || shown(&line.at),
+            |at| {
+                at.with_timezone(&style.zone)
+                    .format("%m-%d %H:%M:%S%.3f%:z")
+                    .to_string()
+            },
+        );
+        let text = shown(&line.text);
+        let text = match line.stream {
+            Stream::Stdout => text,
+            Stream::Stderr => style.red(&text),
+        };
+        let _ = writeln!(
+            out,
+            "{at} {}[{}] {text}",
+            shown(&line.job),
+            shown(&line.run_id)
+        );
+    }
+    out
 }
 
 /// `jobctl history`.

@@ -8,6 +8,7 @@ mod faults;
 mod first_use;
 mod harness;
 mod hostile_input;
+mod logs;
 mod man;
 mod notify;
 mod peers;

@@ -31,7 +31,10 @@ pub enum Level {
 impl Level {
     pub fn of(command: &Command) -> Level {
         match command {
-            Command::Status | Command::History { .. } | Command::Next { .. } => Level::Read,
+            Command::Status
+            | Command::History { .. }
+            | Command::Next { .. }
+            | Command::Logs { .. } => Level::Read,
             Command::Run { .. } | Command::Reload { .. } => Level::Control,
         }
     }

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::runtime::RuntimeStatus;
-use crate::model::record::RunInfo;
+use crate::model::record::{LogLine, RunInfo};
 
 /// Raised only for changes an older jobctl could not read.
 pub const VERSION: u32 = 1;
@@ -22,6 +22,9 @@ pub const MAX_NEXT: usize = 1000;
 /// The most instants one `next` answer may hold, all jobs together: the work of an
 /// answer is bounded whatever the jobfile holds.
 pub const MAX_NEXT_IN_ALL: usize = 100_000;
+
+/// The most lines one `logs` request may ask for.
+pub const MAX_LOG_LINES: usize = 10_000;
 
 /// The most runs one `history` request may ask for.
 pub const MAX_HISTORY: usize = 10_000;
@@ -58,6 +61,15 @@ pub enum Command {
         job: Option<String>,
         count: usize,
     },
+    /// Recent output of a job (or of the run with this id, or of the latest runs), and
+    /// with `follow` what comes after, streamed.
+    Logs {
+        #[serde(default)]
+        target: Option<String>,
+        lines: usize,
+        #[serde(default)]
+        follow: bool,
+    },
 }
 
 impl Command {
@@ -69,6 +81,7 @@ impl Command {
             Command::Run { .. } => "run",
             Command::Reload { .. } => "reload",
             Command::Next { .. } => "next",
+            Command::Logs { .. } => "logs",
         }
     }
 }
@@ -83,12 +96,29 @@ pub struct Response {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Body {
-    Error { message: String },
+    Error {
+        message: String,
+    },
+    /// Lines of output, for `logs`.
+    Logs {
+        lines: Vec<LogLine>,
+    },
+    /// One line of output as it is written, streamed to a `run --wait` or a
+    /// `logs --follow`; the request's answer follows (or, for `logs`, never does).
+    Line(LogLine),
+    /// Streamed lines not sent: the client read too slowly.
+    Dropped {
+        lines: u64,
+    },
     Status(Status),
-    History { runs: Vec<RunInfo> },
+    History {
+        runs: Vec<RunInfo>,
+    },
     Run(RunAnswer),
     Reload(ReloadAnswer),
-    Next { instants: Vec<NextInstant> },
+    Next {
+        instants: Vec<NextInstant>,
+    },
 }
 
 /// `jobctl status --json`.

@@ -22,6 +22,8 @@ const MAX_CLIENTS: usize = 64;
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Evictions and refusals are logged at most this often: any local user may connect.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
+/// How far a streaming client may fall behind before lines are dropped for it.
+const MAX_STREAMED: usize = 1 << 20;
 /// How long a client may take to send its request, and to read the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -74,6 +76,8 @@ struct Client {
     input: Vec<u8>,
     output: Vec<u8>,
     written: usize,
+    /// Streamed lines dropped since the last one sent: the client read too slowly.
+    dropped: u64,
     phase: Phase,
     /// Reading or writing must be done by then; a waiting client has none.
     deadline: Option<Instant>,
@@ -202,6 +206,10 @@ impl Server {
             let flags = match client.phase {
                 Phase::Reading => PollFlags::POLLIN,
                 Phase::Writing => PollFlags::POLLOUT,
+                // Lines streamed to a waiting client, still to be sent.
+                Phase::Working if client.written < client.output.len() => {
+                    PollFlags::POLLIN | PollFlags::POLLOUT
+                }
                 // Polled for hang-ups only: a client waiting for a run may go away.
                 Phase::Working => PollFlags::POLLIN,
             };
@@ -259,6 +267,7 @@ impl Server {
                 input: Vec::new(),
                 output: Vec::new(),
                 written: 0,
+                dropped: 0,
                 phase: Phase::Reading,
                 deadline: Some(now + CLIENT_TIMEOUT),
                 peer,
@@ -354,6 +363,22 @@ impl Server {
                 }
             },
             Phase::Working => {
+                // Lines streamed meanwhile go out as the client takes them.
+                while client.written < client.output.len() {
+                    match client.stream.write(&client.output[client.written..]) {
+                        Ok(n) => client.written += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            self.clients.swap_remove(index);
+                            return None;
+                        }
+                    }
+                }
+                if client.written == client.output.len() {
+                    client.output.clear();
+                    client.written = 0;
+                }
                 // Readable while waiting: the client hung up (or sent more, which is
                 // not part of the protocol).
                 let mut buf = [0u8; 64];
@@ -431,6 +456,29 @@ impl Server {
         }
     }
 
+    /// Send one more answer line to a client whose request goes on (`run --wait`,
+    /// `logs --follow`): it stays open. A client that does not read falls behind by at
+    /// most `MAX_STREAMED`; lines past that are dropped, and it is told how many.
+    pub fn stream(&mut self, id: u64, body: Body) {
+        let Some(client) = self.clients.iter_mut().find(|c| c.id == id) else {
+            return;
+        };
+        if client.phase != Phase::Working {
+            return;
+        }
+        if client.output.len() - client.written > MAX_STREAMED {
+            client.dropped += 1;
+            return;
+        }
+        if client.dropped > 0 {
+            let note = Body::Dropped {
+                lines: std::mem::take(&mut client.dropped),
+            };
+            append(client, note);
+        }
+        append(client, body);
+    }
+
     /// Close clients past their deadline.
     pub fn expire(&mut self, now: Instant) {
         // A rest that is over must not stay a deadline in the past: poll would spin.
@@ -457,6 +505,14 @@ fn refuse(client: &mut Client, message: String, now: Instant) {
     queue(client, Body::Error { message }, now);
 }
 
+/// Add a streamed line to what goes out to `client`.
+fn append(client: &mut Client, body: Body) {
+    if let Some(bytes) = encode(body) {
+        client.output.extend_from_slice(&bytes);
+        client.output.push(b'\n');
+    }
+}
+
 /// Send `body` as this protocol version's response; the client is closed once sent.
 /// An answer over `MAX_ANSWER` is cut short while it is being written, and an error
 /// saying so is sent instead.
@@ -469,7 +525,15 @@ fn queue(client: &mut Client, body: Body, now: Instant) {
         encode(Body::Error { message }).expect("an error fits")
     });
     bytes.push(b'\n');
-    client.output = bytes;
+    if client.dropped > 0 {
+        let note = Body::Dropped {
+            lines: std::mem::take(&mut client.dropped),
+        };
+        append(client, note);
+    }
+    // After what was streamed before it, if anything is still unsent.
+    client.output.drain(..client.written);
+    client.output.extend_from_slice(&bytes);
     client.written = 0;
     client.phase = Phase::Writing;
     client.deadline = Some(now + CLIENT_TIMEOUT);
