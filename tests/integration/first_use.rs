@@ -282,3 +282,42 @@ fn submit_reads_a_time_without_offset_in_the_jobfiles_zone_and_names_a_refused_v
         "nothing written for refused requests"
     );
 }
+
+/// Item 11: a run jobd's own shutdown stopped is `stopped`, not a failure: it runs no
+/// hook and does not sort with the failing jobs.
+#[test]
+fn a_run_stopped_by_shutdown_is_stopped_and_not_failing() {
+    let dir = Dir::new(
+        r#"
+timezone: UTC
+shutdown_grace: 1s
+jobs:
+  fails:
+    every: 1h
+    command: [sh, -c, 'exit 2']
+  long:
+    every: 1h
+    command: [sleep, "60"]
+    on_failure: [sh, -c, 'touch hook-ran']
+"#,
+    );
+    let mut jobd = dir.start(&[]);
+    jobd.wait_log("started:", Duration::from_secs(20));
+    dir.jobctl(&["run", "fails", "--wait"]).code(2);
+    dir.jobctl(&["run", "long"]).code(0);
+    assert_eq!(jobd.stop(), Some(0));
+    let status = dir.jobctl(&["status", "--json"]);
+    status.code(3);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap();
+    let jobs = status["jobs"].as_array().unwrap();
+    let long = jobs.iter().find(|j| j["name"] == "long").unwrap();
+    assert_eq!(long["last"]["outcome"], "stopped", "{long}");
+    assert_eq!(jobs[0]["name"], "fails", "only the failing job sorts first");
+    let text = dir.jobctl(&["status"]).stdout();
+    let long_row = text.lines().find(|l| l.starts_with("long")).unwrap();
+    assert!(long_row.contains("stopped"), "{text}");
+    assert!(
+        !dir.join("hook-ran").exists(),
+        "no hook for a run jobd stopped"
+    );
+}
