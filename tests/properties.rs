@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{
-    DateTime, Datelike, NaiveDate, NaiveDateTime, Offset, TimeDelta, TimeZone, Timelike, Utc,
+    DateTime, Datelike, NaiveDate, NaiveDateTime, Offset, SubsecRound, TimeDelta, TimeZone,
+    Timelike, Utc,
 };
 use chrono_tz::Tz;
 use jobd::leaf::cpu::thread_time;
@@ -1330,4 +1331,228 @@ fn a_fixed_time_job_in_lord_howe_runs_once_on_the_night_the_clock_goes_back_half
             "2027-04-06T01:45:00+10:30"
         ]
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// (d) jobd's cron matcher against croner, the parser it replaced.
+
+/// One item of a field, as jobd reads it and as croner would: names and `?` are jobd's
+/// to translate, and croner reads a plain `L` beside a `W` item as `LW` (the generator
+/// keeps those apart).
+#[derive(Debug, Clone)]
+struct Twin {
+    jobd: String,
+    croner: String,
+}
+
+fn twin(text: String) -> Twin {
+    Twin {
+        jobd: text.clone(),
+        croner: text,
+    }
+}
+
+/// `value`, written as its name now and then when the field has names.
+fn named(value: u32, names: &'static [&'static str], min: u32) -> BoxedStrategy<Twin> {
+    let number = value.to_string();
+    match names.get((value - min) as usize) {
+        Some(name) => prop_oneof![
+            Just(twin(number.clone())),
+            Just(Twin {
+                jobd: name.to_string(),
+                croner: number.clone(),
+            }),
+            Just(Twin {
+                jobd: name.to_lowercase(),
+                croner: number,
+            }),
+        ]
+        .boxed(),
+        None => Just(twin(number)).boxed(),
+    }
+}
+
+fn oracle_item(
+    min: u32,
+    max: u32,
+    names: &'static [&'static str],
+    special: Option<BoxedStrategy<Twin>>,
+) -> BoxedStrategy<Twin> {
+    let value = move || (min..=max).prop_flat_map(move |v| named(v, names, min));
+    let pair = move || (min..=max, min..=max).prop_map(|(a, b)| (a.min(b), a.max(b)));
+    let mut options = vec![
+        (3, value().boxed()),
+        (1, (1..=max).prop_map(|s| twin(format!("*/{s}"))).boxed()),
+        (
+            2,
+            pair()
+                .prop_flat_map(move |(a, b)| (named(a, names, min), named(b, names, min)))
+                .prop_map(|(a, b)| Twin {
+                    jobd: format!("{}-{}", a.jobd, b.jobd),
+                    croner: format!("{}-{}", a.croner, b.croner),
+                })
+                .boxed(),
+        ),
+        (
+            1,
+            (pair(), 1..=max)
+                .prop_map(|((a, b), s)| twin(format!("{a}-{b}/{s}")))
+                .boxed(),
+        ),
+    ];
+    options.extend(special.map(|special| (2, special)));
+    proptest::strategy::Union::new_weighted(options).boxed()
+}
+
+/// A field of one to three items, or a lone `*` (or `?` in a day field).
+fn oracle_field(
+    min: u32,
+    max: u32,
+    names: &'static [&'static str],
+    special: Option<BoxedStrategy<Twin>>,
+    day: bool,
+) -> impl Strategy<Value = Twin> {
+    let lone = if day {
+        prop_oneof![
+            Just(twin("*".to_string())),
+            Just(Twin {
+                jobd: "?".to_string(),
+                croner: "*".to_string()
+            })
+        ]
+        .boxed()
+    } else {
+        Just(twin("*".to_string())).boxed()
+    };
+    let list = prop::collection::vec(oracle_item(min, max, names, special), 1..=3).prop_map(
+        |mut items| {
+            let plain_last = items.iter().any(|item| item.jobd == "L");
+            if plain_last {
+                items.retain(|item| !item.jobd.ends_with('W'));
+            }
+            Twin {
+                jobd: items
+                    .iter()
+                    .map(|i| i.jobd.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                croner: items
+                    .iter()
+                    .map(|i| i.croner.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            }
+        },
+    );
+    prop_oneof![1 => lone, 3 => list]
+}
+
+const MONTHS: &[&str] = &[
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
+const WEEKDAYS: &[&str] = &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+/// An expression in jobd's syntax, and the same in croner's (six fields, numbers only,
+/// croner's `+` asking for Vixie's AND of the day fields when one starts with `*`).
+fn oracle_expression() -> impl Strategy<Value = (String, String)> {
+    let dom_special = prop_oneof![
+        Just(twin("L".to_string())),
+        Just(twin("LW".to_string())),
+        (1u32..=31).prop_map(|d| twin(format!("{d}W"))),
+    ]
+    .boxed();
+    let dow_special = prop_oneof![
+        (0u32..=7).prop_flat_map(|w| named(w % 7, WEEKDAYS, 0).prop_map(move |day| Twin {
+            jobd: format!("{}L", day.jobd),
+            croner: format!("{w}L"),
+        })),
+        (0u32..=7, 1u32..=5).prop_map(|(w, n)| twin(format!("{w}#{n}"))),
+    ]
+    .boxed();
+    (
+        prop::option::of(oracle_field(0, 59, &[], None, false)),
+        oracle_field(0, 59, &[], None, false),
+        oracle_field(0, 23, &[], None, false),
+        oracle_field(1, 31, &[], Some(dom_special), true),
+        oracle_field(1, 12, MONTHS, None, false),
+        oracle_field(0, 7, WEEKDAYS, Some(dow_special), true),
+    )
+        .prop_map(|(second, minute, hour, dom, month, dow)| {
+            let mut jobd: Vec<String> = second.iter().map(|s| s.jobd.clone()).collect();
+            jobd.extend([&minute, &hour, &dom, &month, &dow].map(|f| f.jobd.clone()));
+            let starred = |f: &Twin| f.jobd.starts_with('*') || f.jobd == "?";
+            let and = dom.croner != "*" && dow.croner != "*" && (starred(&dom) || starred(&dow));
+            let croner = [
+                second.map_or("0".to_string(), |s| s.croner),
+                minute.croner,
+                hour.croner,
+                dom.croner,
+                month.croner,
+                format!("{}{}", if and { "+" } else { "" }, dow.croner),
+            ];
+            (jobd.join(" "), croner.join(" "))
+        })
+}
+
+/// Mostly 2026-2030; now and then up to 2500, past century years that are not leap years.
+fn oracle_instant() -> impl Strategy<Value = DateTime<Utc>> {
+    let year_2500 = Utc
+        .with_ymd_and_hms(2500, 1, 1, 0, 0, 0)
+        .unwrap()
+        .timestamp();
+    prop_oneof![
+        4 => instant(),
+        1 => (0..year_2500, 0..1_000_000_000u32)
+            .prop_map(|(s, n)| DateTime::from_timestamp(s, n).unwrap()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    /// Away from changes of offset, where jobd follows cronie's rules and croner its
+    /// own, a jobfile's schedule fires when croner says the wall clock matches next.
+    #[test]
+    fn cron_fires_agree_with_croner_between_offset_changes(
+        (text, croner_text) in oracle_expression(),
+        zone in prop::sample::select(&[
+            Tz::UTC,
+            Tz::Europe__Amsterdam,
+            Tz::America__New_York,
+            Tz::Australia__Lord_Howe,
+            Tz::Asia__Kolkata,
+            Tz::Pacific__Chatham,
+        ][..]),
+        t in oracle_instant(),
+    ) {
+        let schedule = Schedule::cron(&text, zone)
+            .map_err(|e| TestCaseError::fail(format!("`{text}` refused: {e}")))?;
+        let oracle = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Required)
+            .year(croner::parser::Year::Disallowed)
+            .build()
+            .parse(&croner_text)
+            .map_err(|e| TestCaseError::fail(format!("croner refused `{croner_text}`: {e}")))?;
+        let mut before = t;
+        for _ in 0..20 {
+            let fire = schedule.next_after(before);
+            // Named times are whole seconds: the first after `before` is the first after
+            // its whole second.
+            let from = wall(zone, before.trunc_subsecs(0));
+            let Ok(named) = oracle.find_next_occurrence(&from, false) else {
+                prop_assert_eq!(fire, None, "`{}` ({}) in {} after {}", text, croner_text, zone, before);
+                break;
+            };
+            let offset = TimeDelta::seconds(offset_at(zone, before).into());
+            let expected = named.and_utc() - offset;
+            let Some(fire) = fire else {
+                prop_assert!(false, "`{}` ({}) in {}: no fire after {}, croner says {}", text, croner_text, zone, before, expected);
+                break;
+            };
+            if next_change(zone, before, fire.max(expected)).is_none() {
+                prop_assert_eq!(fire, expected, "`{}` ({}) in {} after {}", text, croner_text, zone, before);
+            }
+            before = fire;
+        }
+    }
 }

@@ -38,38 +38,36 @@
 //!
 //! Interval schedules ([`Schedule::every`]) ignore time zones altogether.
 
+mod matcher;
+
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{
-    DateTime, Datelike, FixedOffset, LocalResult, NaiveDate, Offset, SubsecRound, TimeDelta,
-    TimeZone, Utc,
-};
+use chrono::{DateTime, FixedOffset, LocalResult, Offset, SubsecRound, TimeDelta, TimeZone, Utc};
 use chrono_tz::{GapInfo, Tz};
-use croner::Cron;
-use croner::parser::{CronParser, Seconds, Year};
+
+use matcher::{Days, Matcher, Unit};
 
 /// When a job fires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Schedule {
-    /// A cron expression evaluated in a time zone; built by [`Schedule::cron`].
-    Cron(CronSchedule),
+    /// A cron expression evaluated in a time zone; built by [`Schedule::cron`]. Shared:
+    /// jobs with the same expression, the plan and a reload's old and new jobfile all
+    /// hold the same one.
+    Cron(Arc<CronSchedule>),
     /// A fixed interval aligned to the Unix epoch; built by [`Schedule::every`].
     Every(EverySchedule),
 }
 
-/// A parsed cron expression and its zone. Two are equal when their normalized
-/// expressions and zones are, so `0 0 * * MON` equals `0 0 0 * * 1`.
-#[derive(Clone)]
+/// A parsed cron expression and its zone. Two are equal when they name the same times
+/// in the same zone, so `0 0 * * MON` equals `0 0 0 * * 1`.
 pub struct CronSchedule {
     written: String,
-    normalized: String,
     zone: Tz,
     fixed_time: bool,
     matches_some_day: bool,
-    /// Shared: croner keeps kilobytes of bitfields per pattern, and the plan and a
-    /// reload's old and new jobfile all hold the same schedule.
-    cron: std::sync::Arc<Cron>,
+    matcher: Matcher,
 }
 
 /// A period and an offset below it.
@@ -120,37 +118,29 @@ impl Schedule {
         if fields.len() == 5 {
             fields.insert(0, "0");
         }
-        let mut normalized = fields
-            .iter()
-            .enumerate()
-            .map(|(index, text)| FIELDS[index].normalize(text))
-            .collect::<Result<Vec<_>, _>>()?;
-
-        // croner treats only an exact `*` as unrestricted and ORs everything
-        // else; its `+` marker requests the AND that Vixie uses when a day
-        // field merely starts with `*`.
-        let (dom, dow) = (&normalized[DAY_OF_MONTH], &normalized[DAY_OF_WEEK]);
-        if dom != "*" && dow != "*" && (dom.starts_with('*') || dow.starts_with('*')) {
-            normalized[DAY_OF_WEEK].insert(0, '+');
+        let mut matcher = Matcher::default();
+        for (field, text) in FIELDS.iter().zip(&fields) {
+            field.parse(text, &mut matcher)?;
         }
+        // Vixie cron: a day field starting with `*` (or `?`) does not restrict the day,
+        // and a day then has to match both fields; when both restrict it, either.
+        let unrestricted = |text: &str| text.starts_with('*') || text == "?";
+        matcher.combine_days(
+            if unrestricted(fields[DAY_OF_MONTH]) || unrestricted(fields[DAY_OF_WEEK]) {
+                Days::Both
+            } else {
+                Days::Either
+            },
+        );
         // cronie's MIN_STAR and HR_STAR: the written field starts with `*`.
         let fixed_time = !fields[MINUTE].starts_with('*') && !fields[HOUR].starts_with('*');
-        let normalized = normalized.join(" ");
-
-        let cron = CronParser::builder()
-            .seconds(Seconds::Required)
-            .year(Year::Disallowed)
-            .build()
-            .parse(&normalized)
-            .map_err(|err| ScheduleError::new(format!("invalid cron expression: {err}")))?;
-        Ok(Schedule::Cron(CronSchedule {
+        Ok(Schedule::Cron(Arc::new(CronSchedule {
             written: written.to_string(),
-            normalized,
             zone,
             fixed_time,
-            matches_some_day: matches_some_day(&cron),
-            cron: std::sync::Arc::new(cron),
-        }))
+            matches_some_day: matcher.matches_some_day(),
+            matcher,
+        })))
     }
 
     /// A fixed interval aligned to the Unix epoch plus `offset`: fires at
@@ -194,7 +184,7 @@ impl Schedule {
     /// changes `timezone:` changes every cron schedule, but not what it says.
     pub fn same_rule(&self, other: &Schedule) -> bool {
         match (self, other) {
-            (Schedule::Cron(a), Schedule::Cron(b)) => a.normalized == b.normalized,
+            (Schedule::Cron(a), Schedule::Cron(b)) => a.same_times(b),
             (a, b) => a == b,
         }
     }
@@ -217,7 +207,7 @@ impl Schedule {
 
 impl PartialEq for CronSchedule {
     fn eq(&self, other: &Self) -> bool {
-        self.normalized == other.normalized && self.zone == other.zone
+        self.zone == other.zone && self.same_times(other)
     }
 }
 
@@ -225,10 +215,9 @@ impl Eq for CronSchedule {}
 
 impl fmt::Debug for CronSchedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // croner's parsed form is a wall of bitfields; the text says it all.
+        // The matcher is a wall of bits; the text says it all.
         f.debug_struct("CronSchedule")
             .field("expr", &self.written)
-            .field("normalized", &self.normalized)
             .field("zone", &self.zone)
             .field("fixed_time", &self.fixed_time)
             .finish_non_exhaustive()
@@ -236,6 +225,12 @@ impl fmt::Debug for CronSchedule {
 }
 
 impl CronSchedule {
+    /// Whether both name the same local times (each in its own zone): the same
+    /// values, and the same rule for daylight saving.
+    fn same_times(&self, other: &CronSchedule) -> bool {
+        self.fixed_time == other.fixed_time && self.matcher == other.matcher
+    }
+
     fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if !self.matches_some_day {
             return None;
@@ -260,7 +255,7 @@ impl CronSchedule {
             .with_timezone(&offset_at(self.zone, after))
             .naive_local();
         loop {
-            let wall = self.cron.find_next_occurrence(&from, false).ok()?;
+            let wall = self.matcher.next(from, false)?;
             let reached = match self.zone.from_local_datetime(&wall) {
                 LocalResult::Single(at) | LocalResult::Ambiguous(at, _) => Some(at),
                 LocalResult::None => GapInfo::new(&wall, &self.zone).and_then(|gap| gap.end),
@@ -281,7 +276,7 @@ impl CronSchedule {
         loop {
             let offset = offset_at(self.zone, from);
             let wall = from.with_timezone(&offset).naive_local();
-            let wall = self.cron.find_next_occurrence(&wall, inclusive).ok()?;
+            let wall = self.matcher.next(wall, inclusive)?;
             let at = offset.from_local_datetime(&wall).single()?.to_utc();
             match first_offset_change(self.zone, from, at) {
                 Some(change) => {
@@ -345,30 +340,6 @@ fn first_offset_change(
     None
 }
 
-/// Whether any calendar day satisfies the month and day fields. Those repeat
-/// with the 400-year Gregorian cycle (146097 days, a whole number of weeks),
-/// so one cycle decides it. croner itself would search up to the year 5000
-/// before giving up, which takes a noticeable fraction of a second.
-fn matches_some_day(cron: &Cron) -> bool {
-    let pattern = &cron.pattern;
-    (2000..2400).any(|year| {
-        (1..=12).any(|month| {
-            pattern.month_match(month).unwrap_or(false)
-                && NaiveDate::from_ymd_opt(year, month, 1).is_some_and(|first| {
-                    let first = croner::Weekday::from_days_from_sunday(
-                        first.weekday().num_days_from_sunday(),
-                    );
-                    (1..=croner::time::days_in_month(year, month)).any(|day| {
-                        let weekday = first.shift(day as i32 - 1);
-                        pattern
-                            .day_match(year, month, day, weekday)
-                            .unwrap_or(false)
-                    })
-                })
-        })
-    })
-}
-
 /// croniter (django-q2, Celery's crontab parsers) writes six fields with the seconds
 /// last: `0 3 * * 1-5 30`. When a six-field expression fails and would parse with its
 /// last field moved to the front, that is what was meant.
@@ -429,16 +400,9 @@ const HOUR: usize = 2;
 const DAY_OF_MONTH: usize = 3;
 const DAY_OF_WEEK: usize = 5;
 
-#[derive(PartialEq, Eq)]
-enum Kind {
-    Plain,
-    DayOfMonth,
-    DayOfWeek,
-}
-
 struct Field {
     name: &'static str,
-    kind: Kind,
+    unit: Unit,
     min: u32,
     max: u32,
     /// Names for the values from `min` up, matched case-insensitively.
@@ -448,20 +412,13 @@ struct Field {
 
 /// In six-field order.
 const FIELDS: [Field; 6] = [
-    Field::numeric("second", 0, 59),
-    Field::numeric("minute", 0, 59),
-    Field::numeric("hour", 0, 23),
-    Field {
-        name: "day-of-month",
-        kind: Kind::DayOfMonth,
-        min: 1,
-        max: 31,
-        names: &[],
-        names_hint: "",
-    },
+    Field::numeric("second", Unit::Second, 0, 59),
+    Field::numeric("minute", Unit::Minute, 0, 59),
+    Field::numeric("hour", Unit::Hour, 0, 23),
+    Field::numeric("day-of-month", Unit::DayOfMonth, 1, 31),
     Field {
         name: "month",
-        kind: Kind::Plain,
+        unit: Unit::Month,
         min: 1,
         max: 12,
         names: &[
@@ -471,7 +428,7 @@ const FIELDS: [Field; 6] = [
     },
     Field {
         name: "day-of-week",
-        kind: Kind::DayOfWeek,
+        unit: Unit::DayOfWeek,
         min: 0,
         max: 7,
         names: &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"],
@@ -480,10 +437,10 @@ const FIELDS: [Field; 6] = [
 ];
 
 impl Field {
-    const fn numeric(name: &'static str, min: u32, max: u32) -> Field {
+    const fn numeric(name: &'static str, unit: Unit, min: u32, max: u32) -> Field {
         Field {
             name,
-            kind: Kind::Plain,
+            unit,
             min,
             max,
             names: &[],
@@ -495,47 +452,49 @@ impl Field {
         ScheduleError::new(format!("{} field: {problem}", self.name))
     }
 
-    /// Checks one field and rewrites it in the form handed to croner: upper
-    /// case, names replaced by numbers, `?` replaced by `*`. Checking here,
-    /// rather than relying on croner, gives messages that name the field, and
-    /// keeps croner's looser habits (empty list entries, names accepted in
-    /// any field) out.
-    fn normalize(&self, text: &str) -> Result<String, ScheduleError> {
-        if text == "?" && self.kind != Kind::Plain {
-            return Ok("*".to_string());
-        }
-        let items = text
-            .split(',')
-            .map(|item| self.normalize_item(item, text))
-            .collect::<Result<Vec<_>, _>>()?;
-        // `*` in a list (`*,5`) makes the list every value, as in Vixie cron; croner
-        // refuses it. A day field keeps its restricted-or-not reading (which looks at
-        // the written text), so it gets the full range rather than `*`.
-        if items.len() > 1 && items.iter().any(|item| item == "*") {
-            return Ok(match self.kind {
-                Kind::Plain => "*".to_string(),
-                Kind::DayOfMonth => "1-31".to_string(),
-                Kind::DayOfWeek => "0-6".to_string(),
-            });
-        }
-        Ok(items.join(","))
+    fn is_day(&self) -> bool {
+        matches!(self.unit, Unit::DayOfMonth | Unit::DayOfWeek)
     }
 
-    fn normalize_item(&self, item: &str, list: &str) -> Result<String, ScheduleError> {
+    /// Checks one field and adds the times it names to `matcher`. The messages name
+    /// the field and the item at fault. A `*` in a list (`*,5`) makes the list every
+    /// value, as in Vixie cron.
+    fn parse(&self, text: &str, matcher: &mut Matcher) -> Result<(), ScheduleError> {
+        if text == "?" && self.is_day() {
+            matcher.add_range(self.unit, self.min, self.max, 1);
+            return Ok(());
+        }
+        for item in text.split(',') {
+            self.parse_item(item, text, matcher)?;
+        }
+        Ok(())
+    }
+
+    fn parse_item(
+        &self,
+        item: &str,
+        list: &str,
+        matcher: &mut Matcher,
+    ) -> Result<(), ScheduleError> {
         if item.is_empty() {
             return Err(self.error(format!("empty entry in the list '{list}'")));
         }
-        match self.kind {
-            Kind::DayOfMonth => {
-                if item.eq_ignore_ascii_case("L") || item.eq_ignore_ascii_case("LW") {
-                    return Ok(item.to_ascii_uppercase());
+        match self.unit {
+            Unit::DayOfMonth => {
+                if item.eq_ignore_ascii_case("L") {
+                    matcher.add_last_day();
+                    return Ok(());
+                }
+                if item.eq_ignore_ascii_case("LW") {
+                    matcher.add_last_working_day();
+                    return Ok(());
                 }
                 if let Some(day) = strip_letter(item, 'W') {
-                    return Ok(format!("{}W", self.value(day, item)?));
+                    matcher.add_nearest_weekday(self.value(day, item)?);
+                    return Ok(());
                 }
             }
-            Kind::DayOfWeek => {
-                // croner accepts a bare `L` here but then never matches it.
+            Unit::DayOfWeek => {
                 if item.eq_ignore_ascii_case("L") {
                     return Err(self.error(
                         "'L' needs a day before it, e.g. 5L or FRIL for the last Friday of the month",
@@ -544,25 +503,29 @@ impl Field {
                 if let Some((day, nth)) = item.split_once('#') {
                     let day = self.value(day, item)?;
                     return match number(nth) {
-                        Some(nth @ 1..=5) => Ok(format!("{day}#{nth}")),
+                        Some(nth @ 1..=5) => {
+                            matcher.add_nth_weekday(day, nth);
+                            Ok(())
+                        }
                         _ => Err(self.error(format!(
                             "'{item}': the number after '#' must be 1-5 (which occurrence in the month)"
                         ))),
                     };
                 }
                 if let Some(day) = strip_letter(item, 'L') {
-                    return Ok(format!("{}L", self.value(day, item)?));
+                    matcher.add_last_weekday(self.value(day, item)?);
+                    return Ok(());
                 }
             }
-            Kind::Plain => {}
+            Unit::Second | Unit::Minute | Unit::Hour | Unit::Month => {}
         }
 
         let (range, step) = match item.split_once('/') {
             Some((range, step)) => (range, Some(step)),
             None => (item, None),
         };
-        let range = if range == "*" {
-            range.to_string()
+        let (low, high) = if range == "*" {
+            (self.min, self.max)
         } else if let Some((low, high)) = range.split_once('-') {
             let (low, high) = (self.value(low, item)?, self.value(high, item)?);
             if low > high {
@@ -570,25 +533,30 @@ impl Field {
                     "range {range} runs backwards; put the lower value first"
                 )));
             }
-            format!("{low}-{high}")
+            (low, high)
         } else if let Some(step) = step {
             return Err(self.error(format!(
                 "'{item}' needs '*' or a range before the '/', e.g. */{step} or {range}-{}/{step}",
                 self.max
             )));
         } else {
-            self.value(range, item)?.to_string()
+            let value = self.value(range, item)?;
+            (value, value)
         };
-        match step {
-            None => Ok(range),
+        let step = match step {
+            None => 1,
             Some(step) => match number(step) {
-                Some(step) if (1..=self.max).contains(&step) => Ok(format!("{range}/{step}")),
-                _ => Err(self.error(format!(
-                    "'{item}': the step after '/' must be a number from 1 to {}",
-                    self.max
-                ))),
+                Some(step) if (1..=self.max).contains(&step) => step,
+                _ => {
+                    return Err(self.error(format!(
+                        "'{item}': the step after '/' must be a number from 1 to {}",
+                        self.max
+                    )));
+                }
             },
-        }
+        };
+        matcher.add_range(self.unit, low, high, step);
+        Ok(())
     }
 
     /// One value, as a number or a name, within the field's range.
@@ -655,7 +623,7 @@ fn duration_from_nanos(nanos: u128) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::NaiveDateTime;
+    use chrono::{Datelike, NaiveDate, NaiveDateTime};
     use chrono_tz::America::New_York;
     use chrono_tz::Europe::Amsterdam;
     use std::collections::HashSet;
@@ -1092,6 +1060,13 @@ mod tests {
                 cron(utc, "0 0 LW * *"),
                 "2027-01-01T00:00:00Z",
                 vec!["2027-01-29T00:00:00Z", "2027-02-26T00:00:00Z"],
+            ),
+            // A day field whose list starts with `*` is unrestricted, as in Vixie cron:
+            // the day must match the other field too. 2027-01-04 is a Monday.
+            (
+                cron(utc, "0 0 *,5 * MON"),
+                "2027-01-01T00:00:00Z",
+                vec!["2027-01-04T00:00:00Z", "2027-01-11T00:00:00Z"],
             ),
             // 2027-05-15 is a Saturday, 2027-08-15 a Sunday.
             (
@@ -1606,7 +1581,7 @@ mod tests {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Vec<DateTime<Utc>> {
-        let matches = |wall: NaiveDateTime| schedule.cron.is_time_matching(&wall).unwrap();
+        let matches = |wall: NaiveDateTime| schedule.matcher.matches(wall);
         let wall_at = |instant: DateTime<Utc>| {
             instant
                 .with_timezone(&offset_at(schedule.zone, instant))
@@ -1669,7 +1644,7 @@ mod tests {
                         if parsed.fixed_time {
                             assert!(seen.insert(wall), "{zone} {expr}: {wall} twice");
                         } else {
-                            assert!(parsed.cron.is_time_matching(&wall).unwrap());
+                            assert!(parsed.matcher.matches(wall));
                         }
                     }
                 }
