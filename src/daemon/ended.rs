@@ -46,7 +46,7 @@ impl Daemon {
         self.history.push(record.info());
         let verdict = record.outcome.verdict();
         let failed_for_good = match &origin {
-            Origin::Spool(file) => self.spool.ended(file, &record, &self.config, now.mono),
+            Origin::Spool(file) => self.spool.ended(file, &record, &self.config, now),
             Origin::Job => verdict.is_failure(),
             // A hook's failure is logged, and never runs another hook.
             Origin::Hook(_) => false,

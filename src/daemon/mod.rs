@@ -161,7 +161,7 @@ impl Daemon {
         // spool's running files as left over from a crash.
         let server = Server::bind(&config.socket, config.socket_group.as_deref())
             .map_err(DaemonError::Control)?;
-        let spool = Spool::open(&config, now.mono).map_err(DaemonError::Spool)?;
+        let spool = Spool::open(&config, now).map_err(DaemonError::Spool)?;
         let history = History::open(&config.state_dir);
         let supervisor = Supervisor::new(System, boot_id());
         let watch = Watch::new(&config, |job| history.last_success(job), now.wall);
@@ -222,7 +222,8 @@ impl Daemon {
             self.server.expire(now.mono);
             self.server.report_evicted(now.mono);
             self.tell_systemd(now.mono);
-            self.spool.tick(now.wall, now.mono, &self.config);
+            self.spool.tick(now, &self.config);
+            let more = self.take_in(now);
             self.start_files(now);
             self.write_metrics(now);
             self.arm()?;
@@ -235,7 +236,7 @@ impl Daemon {
                 info!("jobd stopped");
                 return Ok(());
             }
-            ready = self.wait(now.mono)?;
+            ready = self.wait(now.mono, more)?;
         }
     }
 
@@ -264,8 +265,9 @@ impl Daemon {
         Ok(())
     }
 
-    /// One poll, until the earliest deadline. Returns what is ready.
-    fn wait(&self, now: Instant) -> Result<Ready, DaemonError> {
+    /// One poll, until the earliest deadline, or at once when the spool has `more`
+    /// files to look at. Returns what is ready.
+    fn wait(&self, now: Instant, more: bool) -> Result<Ready, DaemonError> {
         let deadline = [
             self.supervisor.next_deadline(),
             self.spool.next_deadline(),
@@ -280,6 +282,7 @@ impl Daemon {
         .flatten()
         .min();
         let timeout = match deadline {
+            _ if more => PollTimeout::ZERO,
             None => PollTimeout::NONE,
             // Rounded up: waking a little after a deadline is fine, before it is a spin.
             Some(at) => {
@@ -363,15 +366,15 @@ impl Daemon {
 
     /// A one-line summary for systemd's STATUS=.
     fn summary(&self) -> String {
-        let (queued, delayed, running, retrying) = self.spool.counts();
+        let spool = self.spool.counts();
         format!(
             "{} jobs, {} running; one-off: {} queued, {} delayed, {} running, {} retrying",
             self.config.jobs.iter().filter(|j| j.enabled).count(),
-            self.supervisor.running().saturating_sub(running),
-            queued,
-            delayed,
-            running,
-            retrying
+            self.supervisor.running().saturating_sub(spool.running),
+            spool.waiting,
+            spool.delayed,
+            spool.running,
+            spool.retrying
         )
     }
 
@@ -415,13 +418,13 @@ impl Daemon {
             self.metrics.skipped(&job, Skip::Disabled, count);
         }
         file.changed(self.metrics.version());
-        let (queued, delayed, running, retrying) = self.spool.counts();
+        let spool = self.spool.counts();
         let (done_total, failed_total) = self.spool.finished();
         let counts = SpoolCounts {
-            queued,
-            delayed,
-            running,
-            retrying,
+            queued: spool.waiting,
+            delayed: spool.delayed,
+            running: spool.running,
+            retrying: spool.retrying,
             done_total,
             failed_total,
         };

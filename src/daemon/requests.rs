@@ -79,8 +79,9 @@ impl Daemon {
         }
     }
 
-    fn status(&self, now: Now) -> Status {
-        let (queued, delayed, running, retrying) = self.spool.counts();
+    fn status(&mut self, now: Now) -> Status {
+        let spool = self.spool.counts();
+        let failed_recently = self.spool.failed_recently();
         Status {
             daemon: Some(answer::daemon_info(&self.config, self.started_at)),
             reload_error: self.reload_error.clone(),
@@ -89,7 +90,7 @@ impl Daemon {
                 .problem()
                 .map(str::to_string)
                 .into_iter()
-                .chain(self.spool.problems())
+                .chain(self.spool.problems(&self.config))
                 .chain(
                     self.metrics_file
                         .as_ref()
@@ -106,11 +107,11 @@ impl Daemon {
             ),
             spool: Some(SpoolStatus {
                 dir: self.config.spool.dir.display().to_string(),
-                queued,
-                delayed,
-                running,
-                retrying,
-                failed_recently: self.spool.failed_recently(),
+                queued: spool.waiting,
+                delayed: spool.delayed,
+                running: spool.running,
+                retrying: spool.retrying,
+                failed_recently,
             }),
         }
     }

@@ -9,9 +9,11 @@ use crate::adapter::control::client::{self, ClientError};
 use crate::adapter::control::protocol::{Body, Command, RunAnswer, Status};
 use crate::daemon::Daemon;
 use crate::front::check;
-use crate::front::cli::{CheckArgs, JobctlArgs, JobctlCommand, JobfileArgs};
+use crate::front::cli::{CheckArgs, JobctlArgs, JobctlCommand, JobfileArgs, SpoolArgs};
 use crate::front::render::{self, Style};
-use crate::front::submit::Start;
+use crate::front::submit::{Asks, Start};
+use crate::machine::spool::layout::Layout;
+use crate::machine::spool::listing;
 use crate::model::config::{self, Host};
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -239,6 +241,10 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                 other => fail(other),
             }
         }
+        JobctlCommand::Spool(args) => match valid() {
+            Ok(config) => spool(config, args, &style),
+            Err(code) => code,
+        },
         JobctlCommand::Submit(submit) => {
             let start = match (submit.at, submit.delay) {
                 (Some(at), _) => Start::At(at.to_utc()),
@@ -249,13 +255,12 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                 Ok(config) => config,
                 Err(code) => return code,
             };
-            match crate::front::submit::submit(
-                config,
-                &submit.task,
-                start,
-                &submit.env,
-                &submit.args,
-            ) {
+            let asks = Asks {
+                env: submit.env.clone(),
+                args: submit.args.clone(),
+                data: submit.data.clone(),
+            };
+            match crate::front::submit::submit(config, &submit.task, start, &asks) {
                 Ok(name) => {
                     println!("{name}");
                     ExitCode::SUCCESS
@@ -267,6 +272,38 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
             }
         }
     }
+}
+
+/// `jobctl spool [NAME] [--json]`: the spool's files by state, from its folders.
+fn spool(config: &config::Config, args: &SpoolArgs, style: &Style) -> ExitCode {
+    let layout = Layout::new(&config.spool.dir);
+    if !layout.new.is_dir() {
+        eprintln!(
+            "jobctl: there is no spool at {} (jobd has not run with this jobfile yet)",
+            layout.root.display()
+        );
+        return ExitCode::from(FAILED);
+    }
+    let entries = listing::list(&layout, style.now, args.name.as_deref());
+    if let Some(name) = &args.name
+        && entries.is_empty()
+    {
+        eprintln!(
+            "jobctl: no file named or with the id `{}` in {}",
+            name.escape_debug(),
+            layout.root.display()
+        );
+        return ExitCode::from(FAILED);
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&entries).expect("entries serialize")
+        );
+    } else {
+        print!("{}", render::spool(&entries, args.name.is_some(), style));
+    }
+    ExitCode::SUCCESS
 }
 
 fn print_status(status: &Status, json: bool, style: &Style, code: ExitCode) -> ExitCode {
