@@ -12,4 +12,5 @@ mod notify;
 mod peers;
 mod reload;
 mod spool;
+mod trust_spool;
 mod users;
