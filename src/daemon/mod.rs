@@ -223,8 +223,11 @@ impl Daemon {
             self.server.report_evicted(now.mono);
             self.tell_systemd(now.mono);
             self.spool.tick(now, &self.config);
-            let more = self.take_in(now);
+            self.take_in(now);
             self.start_files(now);
+            // More files to look at: poll without sleeping, so that the timers are
+            // looked at between batches.
+            let more = self.spool.busy();
             self.write_metrics(now);
             self.arm()?;
             if self.advance_shutdown(now) {

@@ -7,11 +7,10 @@ use crate::machine::spool::Budget;
 use crate::machine::supervisor::{Launch, Origin};
 
 impl Daemon {
-    /// Look at a batch of the files that arrived. True when more wait: the loop then
-    /// polls without sleeping, so that its timers are looked at between batches.
-    pub(super) fn take_in(&mut self, now: Now) -> bool {
+    /// Look at a batch of the files that arrived.
+    pub(super) fn take_in(&mut self, now: Now) {
         let config = self.config.clone();
-        self.spool.intake(&config, now, Budget::BATCH)
+        self.spool.intake(&config, now, Budget::BATCH);
     }
 
     /// Start every file the spool hands out. A file that could not start frees its

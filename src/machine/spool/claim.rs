@@ -13,7 +13,7 @@ use super::inspect::{self, Inspected, Look};
 use super::layout::{FILE_MODE, RESULT_SUFFIX};
 use super::queue::{Active, Key, Stage};
 use super::result::SpoolResult;
-use super::{RETRY_DISK, Spool, Start, printable};
+use super::{Budget, RETRY_DISK, Spool, Start, printable};
 use crate::leaf::files::{self, Durability, sync_dir};
 use crate::leaf::now::Now;
 use crate::leaf::timestamp;
@@ -38,7 +38,15 @@ impl Spool {
             return starts;
         }
         let mut index = 0;
+        // Refusals write and sync: a reload that removed the task of thousands of
+        // waiting files must not stall the loop. The rest waits for the next turn.
+        let mut refused = 0;
+        self.more_to_dispatch = false;
         while self.queue.counts().running < config.spool.workers as usize {
+            if refused >= Budget::BATCH.files {
+                self.more_to_dispatch = true;
+                break;
+            }
             let Some(key) = self.queue.waiting().nth(index) else {
                 break;
             };
@@ -52,19 +60,21 @@ impl Spool {
                 } else {
                     self.reject_new(&item.name, &reason, item.inode);
                 }
+                refused += 1;
                 continue;
             };
             let busy = self.queue.running().filter(|r| r.task == task.name).count();
-            let in_use = !item.claimed
-                && (self.queue.in_running(&item.name).is_some()
-                    || self.layout.running.join(&item.name).exists());
-            if task.max_instances.is_some_and(|max| busy >= max as usize) || in_use {
+            if task.max_instances.is_some_and(|max| busy >= max as usize)
+                || !item.claimed
+                    && (self.queue.in_running(&item.name).is_some()
+                        || self.layout.running.join(&item.name).exists())
+            {
                 index += 1;
                 continue;
             }
             match self.claim(key, task, config, now) {
                 Claimed::Started(start) => starts.push(start),
-                Claimed::Not => {}
+                Claimed::Not => refused += 1,
                 Claimed::Blocked => break,
             }
         }

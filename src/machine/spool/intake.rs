@@ -236,8 +236,8 @@ impl Spool {
         self.intake.read_events(&self.layout.new, cap);
     }
 
-    /// Look at the files that arrived, within `budget`; true when more wait (the loop
-    /// should come back at once, after a look at its timers).
+    /// Look at the files that arrived, within `budget`; true when more wait (see
+    /// `busy`).
     pub fn intake(&mut self, config: &Config, now: Now, budget: Budget) -> bool {
         let started = Instant::now();
         let deadline = started + budget.time;
@@ -275,7 +275,7 @@ impl Spool {
 
     /// Whether work is left that the loop should come back for without sleeping.
     pub fn busy(&self) -> bool {
-        self.intake.pending()
+        self.intake.pending() || self.more_to_dispatch
     }
 
     /// Hold, refuse or leave one name that arrived in `new/`.

@@ -164,6 +164,8 @@ pub struct Spool {
     refile_at: Option<Instant>,
     /// A claim failed for lack of disk: no file is started before then.
     blocked_until: Option<Instant>,
+    /// `dispatch` stopped at its budget with files left to look at.
+    more_to_dispatch: bool,
 }
 
 impl Spool {
@@ -220,6 +222,7 @@ impl Spool {
             unfiled: Vec::new(),
             refile_at: None,
             blocked_until: None,
+            more_to_dispatch: false,
         };
         spool.recover(config, now);
         Ok(spool)

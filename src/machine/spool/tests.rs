@@ -427,3 +427,37 @@ fn tasks_json_says_what_each_task_accepts() {
         0o640
     );
 }
+
+#[test]
+fn files_whose_task_a_reload_removed_are_refused_a_batch_at_a_time() {
+    let fixture = Fixture::new(1000);
+    let at = now();
+    let mut spool = fixture.spool(at);
+    for i in 0..100 {
+        fixture.drop_file(
+            &format!("p{i:03}.json"),
+            r#"{"task": "plain", "delay": "1s"}"#,
+        );
+    }
+    take_all(&mut spool, &fixture.config, at);
+    let mut reloaded = fixture.config.clone();
+    reloaded.tasks.retain(|task| task.name != "plain");
+    spool.reload(&reloaded).unwrap();
+    let when = later(at, 5);
+    spool.tick(when, &reloaded);
+    assert!(spool.dispatch(&reloaded, when).is_empty());
+    assert_eq!(
+        fixture.names("failed").len(),
+        2 * Budget::BATCH.files,
+        "files and results"
+    );
+    assert!(spool.busy(), "the loop comes back for the rest");
+    spool.dispatch(&reloaded, when);
+    assert_eq!(fixture.names("failed").len(), 200);
+    assert!(!spool.busy());
+    let reason = fixture.result("failed", "p000.json")["reason"].to_string();
+    assert!(
+        reason.contains("task `plain` is no longer in the jobfile"),
+        "{reason}"
+    );
+}
