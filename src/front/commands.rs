@@ -284,7 +284,17 @@ fn spool(config: &config::Config, args: &SpoolArgs, style: &Style) -> ExitCode {
         );
         return ExitCode::from(FAILED);
     }
-    let entries = listing::list(&layout, style.now, args.name.as_deref());
+    let entries = match listing::list(&layout, style.now, args.name.as_deref()) {
+        Ok(entries) => entries,
+        Err((dir, error)) => {
+            eprintln!(
+                "jobctl: cannot read {}: {error} (root, jobd's user and the members of \
+                 spool.group may)",
+                dir.display()
+            );
+            return ExitCode::from(FAILED);
+        }
+    };
     if let Some(name) = &args.name
         && entries.is_empty()
     {

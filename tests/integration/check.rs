@@ -32,7 +32,7 @@ fn prints_the_next_fire_times_of_the_example() {
         assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
     }
     assert!(
-        run.stderr().contains("ok: 5 jobs (1 disabled), 1 task"),
+        run.stderr().contains("ok: 5 jobs (1 disabled), 2 tasks"),
         "{}",
         run.stderr()
     );

@@ -356,11 +356,29 @@ fn jobd_gives_its_spool_folders_their_modes_back_and_refuses_a_linked_one() {
     let mut jobd = dir.start(&[]);
     dir.wait_spool("done", 1, Duration::from_secs(20), &jobd);
     jobd.stop();
+    // Nobody but jobd's user and root submits here: the folders are jobd's alone.
     let mode = |sub: &str| fs::metadata(dir.spool(sub)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode("new"), 0o700);
+    assert_eq!(mode("done"), 0o700);
+    assert!(
+        jobd.log().contains("had mode 777; giving it mode 700"),
+        "{}",
+        jobd.log()
+    );
+    // With submitters, the folders are shared with the spool's group.
+    fs::write(
+        dir.jobfile(),
+        TASKS.replace("  workers: 2", "  workers: 2\n  allow_users: [nobody]"),
+    )
+    .unwrap();
+    let mut jobd = dir.start(&[]);
+    jobd.wait_log("started", Duration::from_secs(10));
+    jobd.stop();
     assert_eq!(mode("new"), 0o3770);
     assert_eq!(mode("done"), 0o750);
     assert!(
-        jobd.log().contains("had mode 777; giving it mode 3770"),
+        jobd.log()
+            .contains("allow_users or allow_groups is set, but spool.group is not"),
         "{}",
         jobd.log()
     );
@@ -798,7 +816,8 @@ fn tasks_json_is_written_at_start_and_at_each_reload() {
     );
     assert_eq!(
         fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-        0o640
+        0o600,
+        "nobody but jobd's user and root submits here"
     );
 
     fs::write(

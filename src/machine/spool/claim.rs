@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use log::{error, info, warn};
 
 use super::inspect::{self, Inspected, Look};
-use super::layout::{FILE_MODE, RESULT_SUFFIX};
+use super::layout::RESULT_SUFFIX;
 use super::queue::{Active, Key, Stage};
 use super::result::SpoolResult;
 use super::{Budget, RETRY_DISK, Spool, Start, printable};
@@ -193,11 +193,12 @@ impl Spool {
     /// durable before the writer's file goes; the writer's file goes only if it is
     /// still the one read.
     fn copy_in(&mut self, name: &str, found: &Inspected, task: &Task) -> io::Result<()> {
+        let (mode, group) = self.copy_owner(task);
         files::replace_shared(
             &self.layout.running.join(name),
             &found.bytes,
-            FILE_MODE,
-            self.file_group(task),
+            mode,
+            group,
             Durability::Synced,
         )?;
         sync_dir(&self.layout.running)?;

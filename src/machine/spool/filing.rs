@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use log::{error, info, warn};
 
-use super::layout::{FILE_MODE, RESULT_SUFFIX};
+use super::layout::RESULT_SUFFIX;
 use super::result::{SpoolResult, State};
 use super::{RETRY_DISK, Spool, printable};
 use crate::leaf::files::{self, Durability, sync_dir};
@@ -79,7 +79,7 @@ impl Spool {
         if let Err(e) = files::replace_shared(
             &path,
             &result.to_json(),
-            FILE_MODE,
+            self.modes.file,
             self.group,
             Durability::Unsynced,
         ) {
@@ -160,7 +160,7 @@ impl Spool {
         files::replace_shared(
             &to.join(format!("{name}{RESULT_SUFFIX}")),
             &result.to_json(),
-            FILE_MODE,
+            self.modes.file,
             self.group,
             Durability::Synced,
         )?;

@@ -32,8 +32,8 @@ const STICKY: u32 = 0o1000;
 /// The modes of the spool's folders and of the files jobd writes there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Modes {
-    /// The root, and `running/`: the submitters' group lists them; with `reach`,
-    /// others may pass through (a task's own user, to its file and its value file).
+    /// The spool folder, and `running/`: listed by the group; with `reach`, others may
+    /// pass through (a task's own user, to its file and its value file).
     pub root: u32,
     pub running: u32,
     /// `tmp/` and `new/`: written by the group, each file renamed or removed by its
@@ -43,23 +43,35 @@ pub struct Modes {
     pub finished: u32,
     /// `values/`: passed through by anyone, listed by nobody but jobd.
     pub values: u32,
+    /// The files jobd writes for the submitters (results, its copies of their files,
+    /// `tasks.json`): read by the group, written by jobd alone.
+    pub file: u32,
 }
 
-/// The mode of every file jobd writes for the submitters (results, its copies of
-/// their files, `tasks.json`): read by the group, written by jobd alone.
-pub const FILE_MODE: u32 = 0o640;
-
 impl Modes {
-    /// With `reach`, a task's process running as a user outside the group must get to
-    /// its file in `running/` and its value file in `values/`.
-    pub fn new(reach: bool) -> Modes {
-        let through = if reach { 0o001 } else { 0 };
+    /// `shared`: others than jobd's user and root submit (through `spool.group`, or
+    /// `allow_users` and `allow_groups` with the folders' own group). `reach`: a
+    /// task's process running as a user outside the group must get to its file in
+    /// `running/` and its value file in `values/`.
+    pub fn new(shared: bool, reach: bool) -> Modes {
+        let through = if reach { 0o011 } else { 0 };
+        if !shared {
+            return Modes {
+                root: 0o700 | through,
+                running: 0o700 | through,
+                drop: 0o700,
+                finished: 0o700,
+                values: 0o711,
+                file: 0o600,
+            };
+        }
         Modes {
             root: 0o750 | through,
             running: 0o750 | through,
             drop: SETGID | STICKY | 0o770,
             finished: 0o750,
             values: 0o711,
+            file: 0o640,
         }
     }
 }
@@ -175,7 +187,7 @@ impl Layout {
     /// A folder anyone may write to would let any local user queue work as jobd's user
     /// or remove its results: the reason, or `None` when every folder is safe.
     pub fn unsafe_permissions(&self) -> Option<String> {
-        for (dir, _) in self.folders(Modes::new(false)) {
+        for (dir, _) in self.folders(Modes::new(false, false)) {
             match fs::symlink_metadata(dir) {
                 Ok(meta) if meta.file_type().is_symlink() => {
                     return Some(format!("{} is a symbolic link", dir.display()));
@@ -232,7 +244,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(&dir.path().join("spool"));
         let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
-        let prepared = layout.prepare(Modes::new(false), None);
+        let prepared = layout.prepare(Modes::new(true, false), None);
         nix::sys::stat::umask(old);
         prepared.unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o7777;
@@ -244,9 +256,14 @@ mod tests {
         assert_eq!(mode(&layout.values), 0o711);
         // A folder whose mode was changed by hand gets its mode back.
         fs::set_permissions(&layout.done, fs::Permissions::from_mode(0o775)).unwrap();
-        layout.prepare(Modes::new(true), None).unwrap();
+        layout.prepare(Modes::new(true, true), None).unwrap();
         assert_eq!(mode(&layout.done), 0o750);
         assert_eq!(mode(&layout.running), 0o751);
+        // For jobd alone (nobody else submits): nothing for the group.
+        layout.prepare(Modes::new(false, false), None).unwrap();
+        assert_eq!(mode(&layout.new), 0o700);
+        assert_eq!(mode(&layout.done), 0o700);
+        assert_eq!(mode(&layout.root), 0o700);
         assert!(layout.unsafe_permissions().is_none());
         fs::set_permissions(&layout.new, fs::Permissions::from_mode(0o777)).unwrap();
         assert!(

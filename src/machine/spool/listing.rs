@@ -2,9 +2,9 @@
 //! themselves, so that it works the same whether jobd runs or not.
 
 use std::fs;
-use std::io::Read;
+use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -60,10 +60,15 @@ pub struct Entry {
 
 /// The files of the spool at `layout`, by state, each state in the order its files
 /// are handled (queued and delayed: soonest first; done and failed: newest first).
-/// `name` keeps only the files of that name or id.
-pub fn list(layout: &Layout, now: DateTime<Utc>, name: Option<&str>) -> Vec<Entry> {
+/// `name` keeps only the files of that name or id. An error names the folder that
+/// could not be read.
+pub fn list(
+    layout: &Layout,
+    now: DateTime<Utc>,
+    name: Option<&str>,
+) -> Result<Vec<Entry>, (PathBuf, io::Error)> {
     let mut entries = Vec::new();
-    for (file, meta) in files(&layout.new) {
+    for (file, meta) in files(&layout.new)? {
         if !meta.is_file() {
             // Refused where it lies: its result in failed/ says so.
             continue;
@@ -71,7 +76,7 @@ pub fn list(layout: &Layout, now: DateTime<Utc>, name: Option<&str>) -> Vec<Entr
         entries.push(waiting(&layout.new, file, &meta, now));
     }
     for dir in [&layout.running, &layout.done, &layout.failed] {
-        let found = files(dir);
+        let found = files(dir)?;
         let names: std::collections::HashSet<&str> =
             found.iter().map(|(n, _)| n.as_str()).collect();
         for (file, _) in &found {
@@ -99,15 +104,18 @@ pub fn list(layout: &Layout, now: DateTime<Utc>, name: Option<&str>) -> Vec<Entr
             }
         })
     });
-    entries
+    Ok(entries)
 }
 
 /// The names in `dir` with what they are, results included, temporaries left out.
-fn files(dir: &Path) -> Vec<(String, fs::Metadata)> {
-    let Ok(read) = fs::read_dir(dir) else {
-        return Vec::new();
+fn files(dir: &Path) -> Result<Vec<(String, fs::Metadata)>, (PathBuf, io::Error)> {
+    let read = match fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err((dir.to_path_buf(), e)),
     };
-    read.flatten()
+    Ok(read
+        .flatten()
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
             if name.starts_with('.') {
@@ -115,7 +123,7 @@ fn files(dir: &Path) -> Vec<(String, fs::Metadata)> {
             }
             Some((name, entry.metadata().ok()?))
         })
-        .collect()
+        .collect())
 }
 
 /// A file in `new/`: queued, or delayed until its time. It is read as a client reads

@@ -49,7 +49,7 @@ use crate::model::record::RunRecord;
 use filing::Unfiled;
 use inspect::Allowed;
 use intake::Intake;
-use layout::{FILE_MODE, Layout, Modes, RESULT_SUFFIX};
+use layout::{Layout, Modes, RESULT_SUFFIX};
 use queue::{Active, Item, Queue, Stage};
 use result::{Attempt, SpoolResult, State};
 
@@ -149,6 +149,8 @@ pub struct Spool {
     allowed: Allowed,
     /// `spool.group`: the group of the folders and of the files jobd writes there.
     group: Option<Gid>,
+    /// The modes of the folders and of the files jobd writes there.
+    modes: Modes,
     queue: Queue,
     /// Entries of `new/` refused where they lie, by inode: not looked at again.
     refused: HashMap<OsString, u64>,
@@ -179,13 +181,15 @@ impl Spool {
             dir: layout.root.display().to_string(),
             error,
         };
-        for note in layout.prepare(modes(config), group).map_err(create)? {
+        let modes = modes(config);
+        for note in layout.prepare(modes, group).map_err(create)? {
             warn!("spool: {note}");
         }
         if let Some(reason) = layout.unsafe_permissions() {
             return Err(SpoolError::Unsafe(reason));
         }
         warn_unreachable(&layout, config, group);
+        warn_without_group(config);
         let lock = layout.lock().map_err(|error| match error.kind() {
             io::ErrorKind::WouldBlock => SpoolError::InUse(layout.root.display().to_string()),
             _ => SpoolError::Create {
@@ -197,7 +201,7 @@ impl Spool {
         // Watched before anything is read: a file arriving meanwhile is not missed.
         let intake = Intake::watch(&layout.new).map_err(SpoolError::Watch)?;
         values::clear(&layout.values);
-        if let Err(e) = tasks::write(&layout.tasks, config, group) {
+        if let Err(e) = tasks::write(&layout.tasks, config, modes.file, group) {
             warn!("spool: cannot write {}: {e}", layout.tasks.display());
         }
         let day_ago = SystemTime::now() - Duration::from_secs(86_400);
@@ -213,6 +217,7 @@ impl Spool {
             intake,
             allowed,
             group,
+            modes,
             queue: Queue::default(),
             refused: HashMap::new(),
             next_sweep: now.mono,
@@ -245,15 +250,18 @@ impl Spool {
         }
         let group = resolve_group(config)?;
         self.allowed = Allowed::resolve(config)?;
-        if group != self.group || modes(config) != modes_of(&self.layout) {
-            match self.layout.prepare(modes(config), group) {
+        let modes = modes(config);
+        if (group, modes) != (self.group, self.modes) {
+            match self.layout.prepare(modes, group) {
                 Ok(notes) => notes.iter().for_each(|note| warn!("spool: {note}")),
                 Err(e) => warn!("spool: cannot give the spool its new modes: {e}"),
             }
             warn_unreachable(&self.layout, config, group);
+            warn_without_group(config);
         }
         self.group = group;
-        if let Err(e) = tasks::write(&self.layout.tasks, config, group) {
+        self.modes = modes;
+        if let Err(e) = tasks::write(&self.layout.tasks, config, modes.file, group) {
             warn!("spool: cannot write {}: {e}", self.layout.tasks.display());
         }
         Ok(())
@@ -328,7 +336,7 @@ impl Spool {
         let value = values::create(&self.layout.values, run_id, owner);
         let path = self.layout.running.join(file);
         let record = self.layout.running.join(format!("{file}{RESULT_SUFFIX}"));
-        let group = self.group;
+        let (mode, group) = (self.modes.file, self.group);
         let Some(active) = self.queue.running_mut(key) else {
             return Vec::new();
         };
@@ -353,7 +361,7 @@ impl Spool {
         if let Err(e) = files::replace_shared(
             &record,
             &active.result.to_json(),
-            FILE_MODE,
+            mode,
             group,
             Durability::Unsynced,
         ) {
@@ -471,7 +479,7 @@ impl Spool {
         if let Err(e) = files::replace_shared(
             &self.layout.running.join(format!("{name}{RESULT_SUFFIX}")),
             &result.to_json(),
-            FILE_MODE,
+            self.modes.file,
             self.group,
             Durability::Unsynced,
         ) {
@@ -534,11 +542,14 @@ impl Spool {
         self.failures.len()
     }
 
-    /// The group jobd gives the copy it runs of a file of `task`: the submitters'
-    /// group, or, for a task that runs as another user, that user's group, so that the
-    /// child can read its `data`.
-    fn file_group(&self, task: &Task) -> Option<Gid> {
-        task_owner(task).map(|(_, gid)| gid).or(self.group)
+    /// The mode and group jobd gives the copy it runs of a file of `task`: those of
+    /// every file it writes, or, for a task that runs as another user, readable by
+    /// that user's group, so that the child can read its `data`.
+    fn copy_owner(&self, task: &Task) -> (u32, Option<Gid>) {
+        match task_owner(task) {
+            Some((_, gid)) => (0o640, Some(gid)),
+            None => (self.modes.file, self.group),
+        }
     }
 }
 
@@ -576,17 +587,29 @@ fn resolve_group(config: &Config) -> Result<Option<Gid>, SpoolError> {
     Ok(Some(gid))
 }
 
-/// The folders' modes: others may pass through to `running/` and `values/` only when
-/// some task runs as another user (which needs jobd to run as root).
+/// The folders' modes: shared with a group when others than jobd's user and root
+/// submit; others may pass through to `running/` and `values/` only when some task
+/// runs as another user (which needs jobd to run as root).
 fn modes(config: &Config) -> Modes {
-    Modes::new(Uid::effective().is_root() && config.tasks.iter().any(|t| t.run.user.is_some()))
+    let spool = &config.spool;
+    let shared =
+        spool.group.is_some() || !spool.allow_users.is_empty() || !spool.allow_groups.is_empty();
+    let reach = Uid::effective().is_root() && config.tasks.iter().any(|t| t.run.user.is_some());
+    Modes::new(shared, reach)
 }
 
-/// The modes the layout has now, as far as `reload` needs to know.
-fn modes_of(layout: &Layout) -> Modes {
-    use std::os::unix::fs::MetadataExt;
-    let reach = std::fs::metadata(&layout.running).is_ok_and(|m| m.mode() & 0o001 != 0);
-    Modes::new(reach)
+/// Submitters listed without `spool.group` can drop files only as members of the
+/// folders' own group (jobd's, usually): say how to do better.
+fn warn_without_group(config: &Config) {
+    let spool = &config.spool;
+    if spool.group.is_none() && !(spool.allow_users.is_empty() && spool.allow_groups.is_empty()) {
+        warn!(
+            "spool: allow_users or allow_groups is set, but spool.group is not: those users \
+             can drop files only as members of the spool folders' group (jobd's own, \
+             usually), which gives them whatever else that group may; create a group for \
+             them, add them and jobd's user to it, and set spool.group (see jobd.yaml(5))"
+        );
+    }
 }
 
 /// The user and group a task's process runs as, when jobd gives them files: only when

@@ -11,7 +11,7 @@ use log::{info, warn};
 
 use super::filing::list;
 use super::inspect::{self, Look};
-use super::layout::{FILE_MODE, RESULT_SUFFIX};
+use super::layout::RESULT_SUFFIX;
 use super::queue::{Item, Stage};
 use super::result::{SpoolResult, State};
 use super::{Spool, printable};
@@ -152,7 +152,7 @@ impl Spool {
         if let Err(e) = files::replace_shared(
             &self.layout.running.join(format!("{name}{RESULT_SUFFIX}")),
             &result.to_json(),
-            FILE_MODE,
+            self.modes.file,
             self.group,
             Durability::Unsynced,
         ) {

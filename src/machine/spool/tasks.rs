@@ -9,7 +9,6 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::inspect::MAX_FILE_BYTES;
-use super::layout::FILE_MODE;
 use super::request::MAX_ID_CHARS;
 use crate::leaf::files::{self, Durability};
 use crate::model::config::Config;
@@ -93,7 +92,12 @@ pub fn render(config: &Config) -> Vec<u8> {
     bytes
 }
 
-/// Replace `path` with the tasks of `config`, readable by `group`.
-pub fn write(path: &Path, config: &Config, group: Option<nix::unistd::Gid>) -> io::Result<()> {
-    files::replace_shared(path, &render(config), FILE_MODE, group, Durability::Synced)
+/// Replace `path` with the tasks of `config`, with `mode`, readable by `group`.
+pub fn write(
+    path: &Path,
+    config: &Config,
+    mode: u32,
+    group: Option<nix::unistd::Gid>,
+) -> io::Result<()> {
+    files::replace_shared(path, &render(config), mode, group, Durability::Synced)
 }

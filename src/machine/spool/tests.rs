@@ -134,7 +134,7 @@ fn a_file_is_claimed_by_copy_run_and_filed_with_its_value() {
     // jobd's own copy in running/, the writer's file gone from new/.
     assert!(fixture.names("new").is_empty());
     let copy = fs::metadata(fixture.folder("running").join("r1.json")).unwrap();
-    assert_eq!(copy.mode() & 0o7777, 0o640);
+    assert_eq!(copy.mode() & 0o7777, 0o600, "nobody but jobd submits here");
     assert_eq!(copy.uid(), nix::unistd::geteuid().as_raw());
 
     let vars = spool.starting("r1.json", "run-1", start_at.wall, &fixture.config);
@@ -424,7 +424,7 @@ fn tasks_json_says_what_each_task_accepts() {
     }
     assert_eq!(
         fs::metadata(fixture.folder("tasks.json")).unwrap().mode() & 0o777,
-        0o640
+        0o600
     );
 }
 
