@@ -12,6 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::*;
 use crate::model::config::{self, Host};
 use crate::model::record::{Outcome, RunRecord};
+use layout::RESULT_SUFFIX;
 
 const JOBFILE: &str = r#"
 timezone: UTC
