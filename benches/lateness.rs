@@ -2,8 +2,9 @@
 //! instant, then fork and execve), and what an idle jobd with 1,000 jobs costs.
 //!
 //! `cargo bench --bench lateness`. `LATENESS_SECS` (default 30) is the length of each
-//! lateness run, `LATENESS_ROUNDS` (default 1) repeats the four runs. Prints figures and
-//! asserts nothing: lateness depends on the machine and its load.
+//! lateness run, `LATENESS_ROUNDS` (default 1) repeats the runs. `JOBD_BASELINE` names
+//! another jobd to run beside this one (benches/common). Prints figures and asserts
+//! nothing: lateness depends on the machine and its load.
 //!
 //! The job's process is this binary again: with `LATENESS_BENCH_CHILD` set it reads the
 //! clock, appends `<scheduled_at_ns> <lateness_ns>` to the file that variable names and
@@ -13,12 +14,10 @@ use std::collections::HashSet;
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Datelike, SecondsFormat, Utc};
@@ -31,9 +30,11 @@ use nix::time::{ClockId, ClockNanosleepFlags, clock_gettime, clock_nanosleep};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
+mod common;
+use common::{Build, Jobd};
+
 /// Makes this binary the job's process; its value is the results file.
 const CHILD_VAR: &str = "LATENESS_BENCH_CHILD";
-const JOBD: &str = env!("CARGO_BIN_EXE_jobd");
 const SECOND: i64 = 1_000_000_000;
 /// At least this long between jobd's "started" line (or the reference's set-up) and the
 /// first instant counted, so that start-up never decides whether that instant is missed.
@@ -331,118 +332,6 @@ fn reference(me: &Path, results: &Path, job: &str, window: Window, wakes: &mut V
     Tally::collect(results, window)
 }
 
-/// A running jobd, its stderr read by a thread that stamps each line. Dropping stops it,
-/// so that a panic leaves no daemon behind.
-struct Daemon {
-    child: Child,
-    spawned: Instant,
-    lines: mpsc::Receiver<(Instant, String)>,
-    reader: Option<JoinHandle<()>>,
-    /// Lines read so far, for the report of a failure.
-    log: Vec<String>,
-}
-
-impl Daemon {
-    fn start(jobfile: &Path) -> Daemon {
-        let spawned = Instant::now();
-        let mut child = Command::new(JOBD)
-            .arg("-c")
-            .arg(jobfile)
-            .env_remove(CHILD_VAR)
-            .env_remove("JOBD_CONFIG")
-            .env_remove("JOBD_ENVIRONMENT")
-            .env_remove("JOURNAL_STREAM")
-            .env("JOBD_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {JOBD}: {e}"));
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (send, lines) = mpsc::channel();
-        // Keeps reading after the receiver is gone: a full pipe would block jobd's logging.
-        let reader = thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = send.send((Instant::now(), line));
-            }
-        });
-        Daemon {
-            child,
-            spawned,
-            lines,
-            reader: Some(reader),
-            log: Vec::new(),
-        }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.child.id()).expect("pids fit in i32"))
-    }
-
-    /// Time from spawning to the first log line saying "started".
-    fn wait_started(&mut self) -> Duration {
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok((at, line)) => {
-                    let started = line.contains("started");
-                    self.log.push(line);
-                    if started {
-                        return at - self.spawned;
-                    }
-                }
-                Err(_) => {
-                    let status = self.child.try_wait().ok().flatten();
-                    panic!(
-                        "jobd did not say it started (exit status {status:?}); its log:\n{}",
-                        self.log.join("\n")
-                    );
-                }
-            }
-        }
-    }
-
-    /// SIGTERM, then the wait jobd's own shutdown takes; SIGKILL if it hangs.
-    fn stop(&mut self) -> Option<ExitStatus> {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            return Some(status);
-        }
-        let _ = kill(self.pid(), Signal::SIGTERM);
-        let until = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() < until => thread::sleep(Duration::from_millis(5)),
-                _ => {
-                    let _ = self.child.kill();
-                    break self.child.wait().ok();
-                }
-            }
-        };
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
-        self.log.extend(self.lines.try_iter().map(|(_, line)| line));
-        status
-    }
-
-    /// Log lines at warning or error level.
-    fn complaints(&self) -> Vec<&str> {
-        self.log
-            .iter()
-            .map(String::as_str)
-            .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
-            .collect()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 fn yaml_string(text: &OsStr) -> String {
     // A JSON string is a YAML double-quoted scalar.
     serde_json::to_string(&text.to_string_lossy()).expect("a string serializes")
@@ -454,6 +343,7 @@ fn write_jobfile(path: &Path, jobs: &str) {
 }
 
 fn jobd_run(
+    build: &Build,
     dir: &Path,
     me: &Path,
     results: &Path,
@@ -471,7 +361,7 @@ fn jobd_run(
             yaml_string(results.as_os_str()),
         ),
     );
-    let mut daemon = Daemon::start(&jobfile);
+    let mut daemon = Jobd::start(build, &jobfile, &[]);
     daemon.wait_started();
     let window = Window::next(cadence, secs);
     sleep_until(window.end());
@@ -545,7 +435,7 @@ struct Idle {
 /// 1,000 jobs, all on day 1 of the month six months away: nothing is due for months, so
 /// an idle jobd has no reason to wake. Seconds, minutes and hours differ between jobs so
 /// that the plan is not one repeated instant.
-fn idle(dir: &Path, me: &Path) -> Idle {
+fn idle(build: &Build, dir: &Path, me: &Path) -> Idle {
     let month = (Utc::now().month0() + 6) % 12 + 1;
     let command = yaml_string(me.as_os_str());
     let mut jobs = String::new();
@@ -558,9 +448,9 @@ fn idle(dir: &Path, me: &Path) -> Idle {
     }
     let jobfile = dir.join("idle.yaml");
     write_jobfile(&jobfile, &jobs);
-    let mut daemon = Daemon::start(&jobfile);
+    let mut daemon = Jobd::start(build, &jobfile, &[]);
     let startup = daemon.wait_started();
-    thread::sleep(IDLE_SETTLE.saturating_sub(daemon.spawned.elapsed()));
+    thread::sleep(IDLE_SETTLE.saturating_sub(daemon.spawned().elapsed()));
     let before = proc_sample(daemon.pid());
     thread::sleep(IDLE_WINDOW);
     let after = proc_sample(daemon.pid());
@@ -615,14 +505,20 @@ fn bench() {
     // A day at most keeps the instants' arithmetic in nanoseconds far from overflow.
     let secs = env_u64("LATENESS_SECS", 30).clamp(1, 86_400);
     let rounds = env_u64("LATENESS_ROUNDS", 1).max(1);
+    let builds = common::builds();
     let me: PathBuf = std::env::current_exe().expect("the bench knows its own path");
     let dir = TempDir::with_prefix("jobd-lateness-").expect("cannot create a temporary dir");
     // jobd does the same: the default 50 µs of slack would be added to every wake-up.
     let _ = nix::sys::prctl::set_timerslack(1);
+    let load_before = common::load_average();
 
     let cadences = [Cadence::PerSecond, Cadence::Every100ms];
     let mut reference_tallies: Vec<Tally> = cadences.iter().map(|_| Tally::default()).collect();
-    let mut jobd_tallies: Vec<Tally> = cadences.iter().map(|_| Tally::default()).collect();
+    // By build, then cadence.
+    let mut jobd_tallies: Vec<Vec<Tally>> = builds
+        .iter()
+        .map(|_| cadences.iter().map(|_| Tally::default()).collect())
+        .collect();
     let mut wakes: Vec<Vec<i64>> = cadences.iter().map(|_| Vec::new()).collect();
     for round in 1..=rounds {
         for (c, &cadence) in cadences.iter().enumerate() {
@@ -638,21 +534,50 @@ fn bench() {
                 &mut wakes[c],
             ));
 
-            eprintln!("round {round}/{rounds}: jobd {label}, {secs} s");
-            let results = dir.path().join(format!("jobd-{label}-{round}.txt"));
-            let job = format!("jobd_{label}");
-            jobd_tallies[c].add(jobd_run(dir.path(), &me, &results, &job, cadence, secs));
+            for (b, build) in builds.iter().enumerate() {
+                eprintln!(
+                    "round {round}/{rounds}: {} jobd {label}, {secs} s",
+                    build.name
+                );
+                let results = dir
+                    .path()
+                    .join(format!("{}-{label}-{round}.txt", build.name));
+                let job = format!("jobd_{label}");
+                jobd_tallies[b][c].add(jobd_run(
+                    build,
+                    dir.path(),
+                    &me,
+                    &results,
+                    &job,
+                    cadence,
+                    secs,
+                ));
+            }
         }
     }
-    eprintln!("idle: {IDLE_JOBS} jobs, {} s", IDLE_WINDOW.as_secs());
-    let idle = idle(dir.path(), &me);
+    let idles: Vec<Idle> = builds
+        .iter()
+        .map(|build| {
+            eprintln!(
+                "idle: {} jobd, {IDLE_JOBS} jobs, {} s",
+                build.name,
+                IDLE_WINDOW.as_secs()
+            );
+            idle(build, dir.path(), &me)
+        })
+        .collect();
 
     let cpus = thread::available_parallelism().map_or(0, |n| n.get());
     println!();
+    common::print_builds(&builds);
+    println!(
+        "load average {load_before} before, {} after",
+        common::load_average()
+    );
     println!(
         "trigger lateness (µs), {secs} s each, {rounds} round(s), {cpus} CPUs, run one after another:"
     );
-    println!("  reference 1s, jobd 1s, reference 100ms, jobd 100ms (per round)");
+    println!("  reference, then each jobd, for 1s and then 100ms (per round)");
     println!("  lateness = child's CLOCK_REALTIME at the top of main - JOBD_SCHEDULED_AT;");
     println!("  child = this binary re-executed; percentiles are nearest-rank");
     println!(
@@ -662,15 +587,37 @@ fn bench() {
     let mut notes = Vec::new();
     for (c, &cadence) in cadences.iter().enumerate() {
         let label = cadence.label();
-        let (reference, jobd) = (&reference_tallies[c], &jobd_tallies[c]);
+        let reference = &reference_tallies[c];
         println!("{}", row(&format!("reference {label}"), reference));
-        println!(
-            "{}   ratio p50 {}  p99 {}",
-            row(&format!("jobd {label}"), jobd),
-            ratio(jobd.percentile_us(0.50), reference.percentile_us(0.50)),
-            ratio(jobd.percentile_us(0.99), reference.percentile_us(0.99)),
+        for (b, build) in builds.iter().enumerate() {
+            let jobd = &jobd_tallies[b][c];
+            println!(
+                "{}   ratio to reference p50 {}  p99 {}",
+                row(&format!("{} {label}", build.name), jobd),
+                ratio(jobd.percentile_us(0.50), reference.percentile_us(0.50)),
+                ratio(jobd.percentile_us(0.99), reference.percentile_us(0.99)),
+            );
+        }
+        if let [current, baseline] = &jobd_tallies[..] {
+            println!(
+                "  current / baseline {label}: p50 {}  p99 {}",
+                ratio(
+                    current[c].percentile_us(0.50),
+                    baseline[c].percentile_us(0.50)
+                ),
+                ratio(
+                    current[c].percentile_us(0.99),
+                    baseline[c].percentile_us(0.99)
+                ),
+            );
+        }
+        let tallies = [("reference", reference)].into_iter().chain(
+            builds
+                .iter()
+                .zip(&jobd_tallies)
+                .map(|(b, t)| (b.name, &t[c])),
         );
-        for (name, tally) in [("reference", reference), ("jobd", jobd)] {
+        for (name, tally) in tallies {
             if tally.extra > 0 || tally.unparsable > 0 {
                 notes.push(format!(
                     "  {name} {label}: {} extra line(s) (duplicate or off-grid instants), {} unparsable",
@@ -694,20 +641,37 @@ fn bench() {
     }
     let switches = |s: ProcSample| s.voluntary + s.involuntary;
     println!();
-    println!(
-        "idle, {IDLE_JOBS} jobs: RSS {} KiB ({} anon, {} file; peak {} KiB), context switches in {} s: {} \
-         ({} voluntary, {} involuntary, {} thread(s)), start-up {:.1} ms",
-        idle.after.rss_kib,
-        idle.after.anon_kib,
-        idle.after.file_kib,
-        idle.after.hwm_kib.max(idle.before.hwm_kib),
-        IDLE_WINDOW.as_secs(),
-        switches(idle.after).saturating_sub(switches(idle.before)),
-        idle.after.voluntary.saturating_sub(idle.before.voluntary),
-        idle.after
-            .involuntary
-            .saturating_sub(idle.before.involuntary),
-        idle.after.threads,
-        idle.startup.as_secs_f64() * 1000.0,
-    );
+    for (build, idle) in builds.iter().zip(&idles) {
+        println!(
+            "idle {}, {IDLE_JOBS} jobs: RSS {} KiB ({} anon, {} file; peak {} KiB), context switches in {} s: {} \
+             ({} voluntary, {} involuntary, {} thread(s)), start-up {:.1} ms",
+            build.name,
+            idle.after.rss_kib,
+            idle.after.anon_kib,
+            idle.after.file_kib,
+            idle.after.hwm_kib.max(idle.before.hwm_kib),
+            IDLE_WINDOW.as_secs(),
+            switches(idle.after).saturating_sub(switches(idle.before)),
+            idle.after.voluntary.saturating_sub(idle.before.voluntary),
+            idle.after
+                .involuntary
+                .saturating_sub(idle.before.involuntary),
+            idle.after.threads,
+            idle.startup.as_secs_f64() * 1000.0,
+        );
+    }
+    if let [current, baseline] = &idles[..] {
+        println!(
+            "  current / baseline: RSS {}  anon {}  start-up {}",
+            common::ratio(current.after.rss_kib as f64, baseline.after.rss_kib as f64),
+            common::ratio(
+                current.after.anon_kib as f64,
+                baseline.after.anon_kib as f64
+            ),
+            common::ratio(
+                current.startup.as_secs_f64(),
+                baseline.startup.as_secs_f64()
+            ),
+        );
+    }
 }

@@ -14,7 +14,8 @@
 //!   flood (delayed by an hour: jobd takes in `spool.max_queued` of them, 10,000, and
 //!   runs none);
 //! - `SPOOL_FLOOD_SECONDS` (default 20): how long the quiet baseline, and the flood,
-//!   are watched.
+//!   are watched;
+//! - `JOBD_BASELINE`: another jobd to run beside this one, every run (benches/common).
 //!
 //! Prints figures and asserts nothing: both depend on the machine, its disk and its load.
 //! The spools live under the temporary folder (`TMPDIR`), so its filesystem decides what
@@ -46,8 +47,9 @@ use nix::time::{ClockId, clock_gettime};
 use nix::unistd::{ForkResult, Pid, fork};
 use tempfile::TempDir;
 
-const JOBD: &str = env!("CARGO_BIN_EXE_jobd");
-const JOBCTL: &str = env!("CARGO_BIN_EXE_jobctl");
+mod common;
+use common::{Build, Jobd};
+
 /// Makes this binary the job's process; its value is the results file.
 const CHILD_VAR: &str = "SPOOL_BENCH_CHILD";
 /// Makes this binary the latency's reference; its value is the folder to watch.
@@ -228,8 +230,8 @@ fn watch(dir: &Path) -> ! {
     std::process::exit(0)
 }
 
-/// A process of ours that must not outlive the bench, even when it panics: SIGTERM, a
-/// few seconds to stop, then SIGKILL.
+/// The reference watcher, which must not outlive the bench even when it panics: SIGTERM,
+/// a few seconds to stop, then SIGKILL. (jobd itself runs as a `common::Jobd`.)
 struct Guard {
     what: &'static str,
     child: Option<Child>,
@@ -241,13 +243,6 @@ impl Guard {
             what,
             child: Some(child),
         }
-    }
-
-    /// Whether it is still running (it may have failed to start).
-    fn alive(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     fn stop(&mut self) -> Option<ExitStatus> {
@@ -395,38 +390,12 @@ fn jobfile(dir: &Path, command: &Path) -> PathBuf {
     path
 }
 
-fn start_jobd(dir: &Path, env: &[(&str, &Path)]) -> (Guard, PathBuf) {
+fn start_jobd(build: &Build, dir: &Path, env: &[(&str, &OsStr)]) -> Jobd {
     let me = std::env::current_exe().expect("the bench knows its own path");
     let jobfile = jobfile(dir, &me);
-    let log = dir.join("jobd.log");
-    let stderr = fs::File::create(&log).expect("cannot create jobd's log");
-    let mut command = Command::new(JOBD);
-    command
-        .arg("-c")
-        .arg(&jobfile)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr);
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let child = command.spawn().expect("cannot start jobd");
-    (Guard::new("jobd", child), log)
-}
-
-/// Wait for jobd's "started" line; panics with its log when it does not come.
-fn wait_started(jobd: &mut Guard, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = fs::read_to_string(log).unwrap_or_default();
-        if text.contains("started") {
-            return;
-        }
-        if !jobd.alive() || Instant::now() > deadline {
-            panic!("jobd did not start:\n{text}");
-        }
-        thread::sleep(Duration::from_millis(2));
-    }
+    let mut jobd = Jobd::start(build, &jobfile, env);
+    jobd.wait_started();
+    jobd
 }
 
 /// Finished files in `dir`: results and hidden temporaries left out.
@@ -578,12 +547,11 @@ fn latency_reference(count: usize, gap: Duration) -> LatencyRun {
     run
 }
 
-fn latency_jobd(count: usize, gap: Duration) -> LatencyRun {
+fn latency_jobd(build: &Build, count: usize, gap: Duration) -> LatencyRun {
     let dir = TempDir::with_prefix("jobd-spool-").expect("cannot create a temporary dir");
     let results = dir.path().join("results.txt");
     let spool = dir.path().join("spool");
-    let (mut jobd, log) = start_jobd(dir.path(), &[(CHILD_VAR, &results)]);
-    wait_started(&mut jobd, &log);
+    let mut jobd = start_jobd(build, dir.path(), &[(CHILD_VAR, results.as_os_str())]);
     let mut run = submit_paced(&spool, count, gap, &results);
     // The last file's result is written after its process ran: wait for it too.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -598,11 +566,9 @@ fn latency_jobd(count: usize, gap: Duration) -> LatencyRun {
         other => run.notes.push(format!("jobd ended with {other:?}")),
     }
     if run.missing > 0 || run.failed > 0 {
-        let text = fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(10).collect();
         run.notes.push(format!(
             "jobd's last log lines (newest first):\n  {}",
-            tail.join("\n  ")
+            jobd.tail(10)
         ));
     }
     run
@@ -690,7 +656,7 @@ fn throughput_reference(jobs: usize) -> ThroughputRun {
     }
 }
 
-fn throughput_jobd(jobs: usize) -> ThroughputRun {
+fn throughput_jobd(build: &Build, jobs: usize) -> ThroughputRun {
     let dir = TempDir::with_prefix("jobd-spool-").expect("cannot create a temporary dir");
     let spool = dir.path().join("spool");
     make_spool(&spool);
@@ -708,7 +674,7 @@ fn throughput_jobd(jobs: usize) -> ThroughputRun {
     let cpu = Cpu::now();
     let spawned_at = realtime_ns();
     let begun = Instant::now();
-    let (mut jobd, log) = start_jobd(dir.path(), &[]);
+    let mut jobd = start_jobd(build, dir.path(), &[]);
     let deadline = begun + Duration::from_secs(60).max(Duration::from_millis(100) * jobs as u32);
     let mut done = count_files(&done_dir);
     while done < jobs {
@@ -758,11 +724,9 @@ fn throughput_jobd(jobs: usize) -> ThroughputRun {
     }
     let nanos = |ns: i64| Duration::from_nanos(ns.max(0) as u64);
     if done < jobs || failed > 0 {
-        let text = fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(10).collect();
         notes.push(format!(
             "jobd's last log lines (newest first):\n  {}",
-            tail.join("\n  ")
+            jobd.tail(10)
         ));
     }
     ThroughputRun {
@@ -849,6 +813,7 @@ fn bench() {
     let cpus = thread::available_parallelism().map_or(0, |n| n.get());
     let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let temp = std::env::temp_dir();
+    let builds = common::builds();
     println!(
         "spool bench: {cpus} CPUs, load average {}, temporary files (and the spools) in {} \
          on {}",
@@ -859,7 +824,7 @@ fn bench() {
         temp.display(),
         filesystem(&temp)
     );
-    println!("jobd: {JOBD}");
+    common::print_builds(&builds);
     println!(
         "busy % = share of all CPUs' time not idle during the run, the bench's own processes \
          included: the machine's noise"
@@ -879,16 +844,18 @@ fn bench() {
     for round in 1..=rounds {
         let reference = latency_reference(files, gap);
         let reference = print_latency(round, "reference", &reference);
-        let jobd = latency_jobd(files, gap);
-        let jobd = print_latency(round, "jobd", &jobd);
-        if let (Some(r), Some(j)) = (reference, jobd) {
-            ratios.push((round, j.p50 as f64 / r.p50 as f64, j.p99));
+        for build in &builds {
+            let jobd = latency_jobd(build, files, gap);
+            let jobd = print_latency(round, build.name, &jobd);
+            if let (Some(r), Some(j)) = (&reference, jobd) {
+                ratios.push((round, build.name, j.p50 as f64 / r.p50 as f64, j.p99));
+            }
         }
     }
-    for (round, ratio, p99) in &ratios {
+    for (round, name, ratio, p99) in &ratios {
         println!(
-            "  round {round}: jobd p50 / reference p50 = {ratio:.2} (target <= 1.2); \
-             jobd p99 = {:.2} ms (target <= 3 ms)",
+            "  round {round}: {name} p50 / reference p50 = {ratio:.2} (target <= 1.2); \
+             {name} p99 = {:.2} ms (target <= 3 ms)",
             us(*p99) / 1e3
         );
     }
@@ -909,15 +876,17 @@ fn bench() {
     for round in 1..=rounds {
         let reference = throughput_reference(jobs);
         print_throughput(round, "reference", &reference);
-        let jobd = throughput_jobd(jobs);
-        print_throughput(round, "jobd", &jobd);
-        let span_rate = jobd.span.map(|s| jobd.done as f64 / s.as_secs_f64());
-        rates.push((round, jobd.rate(), reference.rate(), span_rate));
+        for build in &builds {
+            let jobd = throughput_jobd(build, jobs);
+            print_throughput(round, build.name, &jobd);
+            let span_rate = jobd.span.map(|s| jobd.done as f64 / s.as_secs_f64());
+            rates.push((round, build.name, jobd.rate(), reference.rate(), span_rate));
+        }
     }
-    for (round, jobd, reference, span_rate) in &rates {
+    for (round, name, jobd, reference, span_rate) in &rates {
         println!(
-            "  round {round}: jobd {jobd:.0} jobs/s (target >= 1000), {:.0} over its span; \
-             reference {reference:.0} jobs/s; jobd / reference = {:.2}",
+            "  round {round}: {name} {jobd:.0} jobs/s (target >= 1000), {:.0} over its span; \
+             reference {reference:.0} jobs/s; {name} / reference = {:.2}",
             span_rate.unwrap_or(f64::NAN),
             jobd / reference
         );
@@ -932,9 +901,18 @@ fn bench() {
          {flood_files} files (delayed by an hour) are renamed into new/ at once, in the same \
          jobd; intake = until `jobctl status` shows them all held"
     );
-    println!("  round  phase       n     p50     p99     max  missed  intake s  held   busy %");
+    println!(
+        "  round  jobd and phase      n     p50     p99     max  missed  intake s  held   busy %"
+    );
     for round in 1..=rounds {
-        flood(round, flood_files, Duration::from_secs(flood_seconds));
+        for build in &builds {
+            flood(
+                build,
+                round,
+                flood_files,
+                Duration::from_secs(flood_seconds),
+            );
+        }
     }
 }
 
@@ -974,8 +952,8 @@ fn tick_lateness(state: &Path, from: i64, to: i64) -> (Vec<i64>, i64) {
 }
 
 /// How many files jobd holds, by `jobctl status --json`.
-fn held(jobfile: &Path) -> Option<u64> {
-    let out = Command::new(JOBCTL)
+fn held(build: &Build, jobfile: &Path) -> Option<u64> {
+    let out = Command::new(&build.jobctl)
         .arg("-c")
         .arg(jobfile)
         .args(["status", "--json"])
@@ -986,21 +964,12 @@ fn held(jobfile: &Path) -> Option<u64> {
     Some(spool["queued"].as_u64()? + spool["delayed"].as_u64()?)
 }
 
-fn flood(round: usize, files: usize, watch: Duration) {
+fn flood(build: &Build, round: usize, files: usize, watch: Duration) {
     let dir = TempDir::with_prefix("jobd-flood-").expect("cannot create a temporary dir");
     let jobfile = dir.path().join("jobd.yaml");
     fs::write(&jobfile, FLOOD_JOBFILE).expect("cannot write the jobfile");
-    let log = dir.path().join("jobd.log");
-    let child = Command::new(JOBD)
-        .arg("-c")
-        .arg(&jobfile)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).expect("cannot create jobd's log"))
-        .spawn()
-        .expect("cannot start jobd");
-    let mut jobd = Guard::new("jobd", child);
-    wait_started(&mut jobd, &log);
+    let mut jobd = Jobd::start(build, &jobfile, &[]);
+    jobd.wait_started();
     let spool = dir.path().join("spool");
     let state = dir.path().join("state");
     // Written beforehand: the flood is the renames alone.
@@ -1026,7 +995,7 @@ fn flood(round: usize, files: usize, watch: Duration) {
     let expected = files.min(10_000) as u64;
     let mut intake = None;
     while begun.elapsed() < watch.max(Duration::from_secs(120)) {
-        if intake.is_none() && held(&jobfile) == Some(expected) {
+        if intake.is_none() && held(build, &jobfile) == Some(expected) {
             intake = Some(begun.elapsed());
         }
         if intake.is_some() && begun.elapsed() >= watch {
@@ -1036,7 +1005,7 @@ fn flood(round: usize, files: usize, watch: Duration) {
     }
     let flood_busy = cpu.busy_since();
     let flood_to = realtime_ns();
-    let now_held = held(&jobfile);
+    let now_held = held(build, &jobfile);
     if jobd.stop().is_none_or(|status| !status.success()) {
         println!("         jobd did not stop cleanly");
     }
@@ -1056,7 +1025,10 @@ fn flood(round: usize, files: usize, watch: Duration) {
     ];
     for (phase, (late, missed), busy, flood) in rows {
         let Some(p) = Percentiles::of(late) else {
-            println!("  {round:>5}  {phase:<6}  no run");
+            println!(
+                "  {round:>5}  {:<15}  no run",
+                format!("{} {phase}", build.name)
+            );
             continue;
         };
         let (intake, held) = match flood {
@@ -1067,7 +1039,8 @@ fn flood(round: usize, files: usize, watch: Duration) {
             None => ("-".to_string(), "-".to_string()),
         };
         println!(
-            "  {round:>5}  {phase:<6}  {:>5}  {:>6.1}  {:>6.1}  {:>6.1}  {missed:>6}  {intake:>8}  {held:>5}  {busy:>6.0}",
+            "  {round:>5}  {:<15}  {:>5}  {:>6.1}  {:>6.1}  {:>6.1}  {missed:>6}  {intake:>8}  {held:>5}  {busy:>6.0}",
+            format!("{} {phase}", build.name),
             p.n,
             p.p50 as f64 / 1e3,
             p.p99 as f64 / 1e3,
