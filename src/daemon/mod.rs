@@ -36,6 +36,7 @@ use crate::adapter::logs::Rings;
 use crate::adapter::runtime::server::Part;
 use crate::adapter::spawner::{Spawner, System};
 use crate::adapter::state::{self, History, StateDirError};
+use crate::leaf::memory;
 use crate::leaf::notify::Notifier;
 use crate::leaf::now::Now;
 use crate::leaf::signals::Signals;
@@ -289,6 +290,7 @@ impl<S: Spawner> Daemon<S> {
         self.arm()?;
         self.notifier
             .send(&format!("READY=1\nSTATUS={}", self.summary()));
+        memory::give_back();
         let mut ready = Ready::default();
         loop {
             let now = Now::read();

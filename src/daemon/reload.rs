@@ -9,6 +9,7 @@ use super::shutdown::Phase;
 use super::{Daemon, DaemonError};
 use crate::adapter::control::protocol::ReloadAnswer;
 use crate::adapter::spawner::Spawner;
+use crate::leaf::memory;
 use crate::leaf::now::Now;
 use crate::leaf::words::count;
 use crate::machine::spool::Spool;
@@ -69,6 +70,8 @@ impl<S: Spawner> Daemon<S> {
         let applied = self.apply(config, &mut answer, now);
         self.notifier.send("READY=1");
         applied?;
+        // The old jobfile and the parse of the new one are gone.
+        memory::give_back();
         Ok(answer)
     }
 

@@ -4,6 +4,7 @@ pub mod cpu;
 pub mod duration;
 pub mod files;
 pub mod logging;
+pub mod memory;
 pub mod notify;
 pub mod now;
 pub mod output;
