@@ -4,9 +4,9 @@
 //! processes by their `JOBD_RUN_ID`, stops them before their job fires again, and
 //! records them as interrupted.
 
-use std::fs::{self, File};
-use std::io;
-use std::os::unix::fs::DirBuilderExt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,8 +15,6 @@ use log::{error, warn};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
-
-use crate::leaf::files::{self, Durability};
 
 const DIR: &str = "runs";
 /// A record is a few hundred bytes; anything larger is not one of jobd's.
@@ -110,12 +108,7 @@ impl Journal {
     /// written: it is logged (once while writing fails) and the run goes on.
     pub fn starting(&mut self, entry: &Entry) {
         let bytes = serde_json::to_vec(entry).expect("an entry serializes");
-        match files::replace(
-            &self.path(&entry.run_id),
-            &bytes,
-            0o600,
-            Durability::Unsynced,
-        ) {
+        match write_record(&self.path(&entry.run_id), &bytes) {
             Ok(()) => self.failing = false,
             Err(e) if !self.failing => {
                 self.failing = true;
@@ -171,6 +164,30 @@ impl Journal {
     }
 }
 
+/// Written in place, not through a temporary and a rename, because it lies between a
+/// job's instant and its process: the record comes before the process, so one that a
+/// crash cut short belongs to a run that never started, and `left_behind` drops it as
+/// unreadable. Never synced: a power cut ends the runs too.
+fn write_record(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path)?;
+        // The umask narrows the mode at creation; jobd's state has its own.
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        file.write_all(bytes)
+    })();
+    if written.is_err() {
+        // Half a record (a full disk) must not stay behind.
+        let _ = fs::remove_file(path);
+    }
+    written
+}
+
 fn read(path: &Path) -> Option<Entry> {
     let meta = fs::symlink_metadata(path).ok()?;
     if !meta.is_file() || meta.len() > MAX_RECORD {
@@ -205,6 +222,11 @@ mod tests {
         journal.starting(&entry("b-3", 3));
         journal.ended("b-3");
         journal.ended("no-such-run");
+        let mode = fs::metadata(dir.path().join("runs/b-2.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
         fs::write(dir.path().join("runs/garbage.json"), "{").unwrap();
         assert!(Journal::open(dir.path()).is_err(), "locked by the first");
         let left = journal.left_behind();
