@@ -12,7 +12,7 @@
 //! Prints figures and asserts nothing.
 
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,20 +28,29 @@ fn main() {
     let rounds = setting("RELOAD_ROUNDS", 20);
     let builds = common::builds();
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let jobfile = dir.path().join("jobd.yaml");
-    std::fs::write(&jobfile, jobfile_text(jobs)).expect("the jobfile is written");
-    let size = std::fs::metadata(&jobfile).map(|m| m.len()).unwrap_or(0);
+    // One folder per build, for its own state and socket.
+    let jobfiles: Vec<_> = builds
+        .iter()
+        .map(|build| {
+            let folder = dir.path().join(build.name);
+            std::fs::create_dir(&folder).expect("a folder per build");
+            let jobfile = folder.join("jobd.yaml");
+            std::fs::write(&jobfile, jobfile_text(jobs)).expect("the jobfile is written");
+            jobfile
+        })
+        .collect();
+    let size = std::fs::metadata(&jobfiles[0])
+        .map(|m| m.len())
+        .unwrap_or(0);
     println!(
         "reload: {jobs} jobs ({} KiB), {rounds} reloads and status calls, load average {}",
         size / 1024,
         common::load_average()
     );
     common::print_builds(&builds);
+    println!("the builds take turns sample by sample, so that they share the machine's noise");
 
-    let figures: Vec<Figures> = builds
-        .iter()
-        .map(|build| measure(build, dir.path(), &jobfile, rounds))
-        .collect();
+    let figures = measure(&builds, &jobfiles, rounds);
     for (build, figures) in builds.iter().zip(&figures) {
         println!("{}:", build.name);
         figures.print();
@@ -80,47 +89,71 @@ impl Figures {
     }
 }
 
-fn measure(build: &Build, dir: &Path, jobfile: &Path, rounds: usize) -> Figures {
-    let fewer = rounds.div_ceil(4).max(3);
-    let check: Vec<Duration> = (0..fewer)
-        .map(|_| {
-            let start = Instant::now();
-            let status = Command::new(&build.jobd)
-                .args(["check", "-c"])
-                .arg(jobfile)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("jobd check runs");
-            assert!(status.success(), "the generated jobfile is valid");
-            start.elapsed()
-        })
-        .collect();
+/// `sample(build, jobfile)` `times` times for each build, the builds taking turns.
+fn take_turns(
+    builds: &[Build],
+    jobfiles: &[PathBuf],
+    times: usize,
+    mut sample: impl FnMut(&Build, &Path) -> Duration,
+) -> Vec<Vec<Duration>> {
+    let mut samples = vec![Vec::new(); builds.len()];
+    for _ in 0..times {
+        for (b, (build, jobfile)) in builds.iter().zip(jobfiles).enumerate() {
+            samples[b].push(sample(build, jobfile));
+        }
+    }
+    samples
+}
 
-    let startups: Vec<Duration> = (0..fewer).map(|_| start_up(build, dir, jobfile)).collect();
+fn measure(builds: &[Build], jobfiles: &[PathBuf], rounds: usize) -> Vec<Figures> {
+    let fewer = rounds.div_ceil(4).max(3);
+    let checks = take_turns(builds, jobfiles, fewer, |build, jobfile| {
+        let start = Instant::now();
+        let status = Command::new(&build.jobd)
+            .args(["check", "-c"])
+            .arg(jobfile)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("jobd check runs");
+        assert!(status.success(), "the generated jobfile is valid");
+        start.elapsed()
+    });
+    let startups = take_turns(builds, jobfiles, fewer, |build, jobfile| {
+        start_up(build, jobfile)
+    });
 
     // At the warning level, as in the start-ups: no line per job to write and read.
-    let mut command = Jobd::command(build, jobfile);
-    command.env("JOBD_LOG", "warn");
-    let mut jobd = Jobd::spawn(command);
-    // Ready when it answers.
-    let until = Instant::now() + Duration::from_secs(30);
-    while !Command::new(&build.jobctl)
-        .arg("-c")
-        .arg(jobfile)
-        .arg("status")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        assert!(
-            jobd.alive() && Instant::now() < until,
-            "jobd did not answer within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(10));
+    let mut daemons: Vec<Jobd> = builds
+        .iter()
+        .zip(jobfiles)
+        .map(|(build, jobfile)| {
+            let mut command = Jobd::command(build, jobfile);
+            command.env("JOBD_LOG", "warn");
+            Jobd::spawn(command)
+        })
+        .collect();
+    for ((build, jobfile), jobd) in builds.iter().zip(jobfiles).zip(&mut daemons) {
+        // Ready when it answers.
+        let until = Instant::now() + Duration::from_secs(30);
+        while !Command::new(&build.jobctl)
+            .arg("-c")
+            .arg(jobfile)
+            .arg("status")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            assert!(
+                jobd.alive() && Instant::now() < until,
+                "{} jobd did not answer within 30 s",
+                build.name
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
-    let jobctl = |args: &[&str]| {
+    let jobctl = |build: &Build, jobfile: &Path, args: &[&str]| {
         let start = Instant::now();
         let status = Command::new(&build.jobctl)
             .args(args)
@@ -132,22 +165,32 @@ fn measure(build: &Build, dir: &Path, jobfile: &Path, rounds: usize) -> Figures 
         assert!(status.success(), "jobctl {args:?} succeeds");
         start.elapsed()
     };
-    let reloads: Vec<Duration> = (0..rounds).map(|_| jobctl(&["reload"])).collect();
-    let statuses: Vec<Duration> = (0..rounds).map(|_| jobctl(&["status", "--json"])).collect();
-    jobd.stop();
-
-    let mut lines = Vec::new();
-    let check = report("jobd check (reference)", &check, &mut lines);
-    let startup = report("start-up to READY=1", &startups, &mut lines);
-    let reload = report("jobctl reload, end to end", &reloads, &mut lines);
-    let status = report("jobctl status --json", &statuses, &mut lines);
-    Figures {
-        check,
-        startup,
-        reload,
-        status,
-        lines,
+    let reloads = take_turns(builds, jobfiles, rounds, |build, jobfile| {
+        jobctl(build, jobfile, &["reload"])
+    });
+    let statuses = take_turns(builds, jobfiles, rounds, |build, jobfile| {
+        jobctl(build, jobfile, &["status", "--json"])
+    });
+    for jobd in &mut daemons {
+        jobd.stop();
     }
+
+    (0..builds.len())
+        .map(|b| {
+            let mut lines = Vec::new();
+            let check = report("jobd check (reference)", &checks[b], &mut lines);
+            let startup = report("start-up to READY=1", &startups[b], &mut lines);
+            let reload = report("jobctl reload, end to end", &reloads[b], &mut lines);
+            let status = report("jobctl status --json", &statuses[b], &mut lines);
+            Figures {
+                check,
+                startup,
+                reload,
+                status,
+                lines,
+            }
+        })
+        .collect()
 }
 
 fn setting(name: &str, default: usize) -> usize {
@@ -177,8 +220,8 @@ fn jobfile_text(jobs: usize) -> String {
 }
 
 /// Start jobd under a NOTIFY_SOCKET listener; the time to READY=1.
-fn start_up(build: &Build, dir: &Path, jobfile: &Path) -> Duration {
-    let notify = dir.join("notify.sock");
+fn start_up(build: &Build, jobfile: &Path) -> Duration {
+    let notify = jobfile.with_file_name("notify.sock");
     let _ = std::fs::remove_file(&notify);
     let listener = UnixDatagram::bind(&notify).expect("a datagram socket");
     listener

@@ -92,7 +92,10 @@ fn realtime_ns() -> i64 {
 /// The job's process. One `write` with O_APPEND, so that lines of children running at
 /// once never interleave.
 fn child(woke: i64, results: &OsStr) -> ! {
-    let name = std::env::var("JOBD_SPOOL_NAME").unwrap_or_else(|_| "?".to_string());
+    // A baseline jobd from before issue 14 called it JOBD_SPOOL_FILE.
+    let name = std::env::var("JOBD_SPOOL_NAME")
+        .or_else(|_| std::env::var("JOBD_SPOOL_FILE"))
+        .unwrap_or_else(|_| "?".to_string());
     let line = format!("{name} {woke}\n");
     let written = fs::OpenOptions::new()
         .append(true)
