@@ -1235,8 +1235,8 @@ proptest! {
             Ok(schedule) => schedule,
             Err(err) => {
                 prop_assert!((thread_time() - started) < PARSE_BOUND);
-                // jobd's own checks catch every problem, in words that name the field,
-                // before croner sees the expression.
+                // Every problem is told in words that name the field, never in the
+                // "invalid cron expression:" of croner, which parsed schedules before.
                 let message = err.to_string();
                 prop_assert!(!message.contains("invalid cron expression:"), "`{}`: {}", text, message);
                 return Ok(());

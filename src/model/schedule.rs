@@ -1534,7 +1534,7 @@ mod tests {
 
     /// Compares next_after with a brute-force scan, minute by minute, of the
     /// days around every offset change of 2027 in several zones. The scan
-    /// knows nothing of croner's search or of offset stretches: an
+    /// knows nothing of the matcher's search or of offset stretches: an
     /// elapsed-time job fires at each minute whose wall time matches, and a
     /// fixed-time job fires at the first minute whose wall time reaches a
     /// matching wall time.
