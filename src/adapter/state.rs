@@ -239,6 +239,7 @@ mod tests {
             signal: None,
             message: String::new(),
             output: Vec::new(),
+            host: None,
         }
     }
 

@@ -57,7 +57,18 @@ impl<S: Spawner> Daemon<S> {
         let verdict = record.outcome.verdict();
         let failed_for_good = match &origin {
             Origin::Spool(file) => self.spool.ended(file, &record, &self.config, now.mono),
-            Origin::Job => verdict.is_failure(),
+            Origin::Oneoff(id) => self.oneoff_ended(*id, &record, now),
+            Origin::Job => {
+                if let Some(side) = &mut self.cluster {
+                    side.machine.run_ended(
+                        &record.run_id,
+                        verdict.word(),
+                        record.outcome.exit_code(),
+                        now.mono,
+                    );
+                }
+                verdict.is_failure()
+            }
             // A hook's failure is logged, and never runs another hook.
             Origin::Hook(_) => false,
         };

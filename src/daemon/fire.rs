@@ -35,6 +35,10 @@ impl<S: Spawner> Daemon<S> {
             .iter()
             .filter(|j| j.enabled && j.catch_up == CatchUp::Once)
         {
+            if self.shared(job) {
+                // From the cluster's last run, once the cluster is available.
+                continue;
+            }
             let last = self
                 .history
                 .last(&job.name)
@@ -62,28 +66,42 @@ impl<S: Spawner> Daemon<S> {
         }
     }
 
-    /// Jobs that have gone `alert_after` without success run their `on_failure`.
+    /// Jobs that have gone `alert_after` without success run their `on_failure`. A
+    /// shared job may have succeeded on another host: the cluster is asked first.
     pub(super) fn alert_overdue(&mut self, now: Now) {
         for alert in self.watch.due(now.wall) {
-            warn!(
-                "{}: overdue: no success for {} (alert_after)",
-                alert.job,
-                duration::format(std::time::Duration::from_secs(
-                    (now.wall - alert.since).num_seconds().max(0) as u64
-                ))
-            );
-            self.metrics.became_overdue();
-            self.failed(
-                Failure::overdue(&alert.job, alert.since, now.wall),
-                false,
-                now,
-            );
+            let shared = self
+                .config
+                .job(&alert.job)
+                .is_some_and(|job| self.shared(job));
+            if let Some(side) = &mut self.cluster
+                && shared
+                && side.machine.claiming()
+            {
+                side.machine.last_success(&alert.job, alert.since, now.mono);
+                continue;
+            }
+            self.overdue(&alert.job, alert.since, now);
         }
+    }
+
+    /// `job` has not succeeded since `since`: say so, and run its `on_failure`.
+    pub(super) fn overdue(&mut self, job: &str, since: DateTime<Utc>, now: Now) {
+        warn!(
+            "{job}: overdue: no success for {} (alert_after)",
+            duration::format(std::time::Duration::from_secs(
+                (now.wall - since).num_seconds().max(0) as u64
+            ))
+        );
+        self.metrics.became_overdue();
+        self.failed(Failure::overdue(job, since, now.wall), false, now);
     }
 
     /// An instant of `job` has come (`missed` earlier ones collapsed into it): the one
     /// place that decides whether it runs now, under `max_instances` and `on_overlap`,
-    /// and counts what does not run.
+    /// and counts what does not run. In cluster mode a shared job's instant is claimed
+    /// instead, and the database decides (the answer comes back to `cluster`): the
+    /// fate is then to start, with nothing started yet.
     pub(super) fn fire(
         &mut self,
         job: &Job,
@@ -99,6 +117,13 @@ impl<S: Spawner> Daemon<S> {
                 timestamp::short(instant)
             );
             self.metrics.skipped(&job.name, Skip::Missed, missed);
+        }
+        if self.shared(job) {
+            self.fire_shared(job, instant, None, now);
+            return Fate {
+                decision: Decision::Start,
+                started: None,
+            };
         }
         let running = self.supervisor.running_of(&job.name);
         let decision = overlap::decide(job, running);

@@ -5,8 +5,9 @@
 //!
 //! Each concern has its file: `fire` (whether an instant runs now, and starting runs),
 //! `oneoff` (spool files to runs), `ended` (the one place a run ends), `requests`
-//! (jobctl), `reload`, `shutdown`.
+//! (jobctl), `reload`, `shutdown`, and `cluster` (what cluster mode adds to each).
 
+mod cluster;
 mod ended;
 mod fire;
 mod interrupted;
@@ -39,6 +40,7 @@ use crate::leaf::now::Now;
 use crate::leaf::signals::Signals;
 use crate::leaf::timer::{Fired, Timer};
 use crate::leaf::words::plural;
+use crate::machine::cluster::Readiness;
 use crate::machine::spool::{Spool, SpoolError};
 use crate::machine::supervisor::{Stream, Supervisor};
 use crate::model::config::{self, Config, Host};
@@ -55,6 +57,8 @@ pub enum DaemonError {
     Config(config::ConfigError),
     Spool(SpoolError),
     Control(ControlError),
+    /// Cluster mode could not start (libpq is missing, …).
+    Cluster(crate::machine::cluster::StartError),
     /// A system call the loop cannot do without failed.
     System {
         what: &'static str,
@@ -68,6 +72,7 @@ impl fmt::Display for DaemonError {
             DaemonError::Config(err) => write!(f, "{err}"),
             DaemonError::Spool(err) => write!(f, "{err}"),
             DaemonError::Control(err) => write!(f, "{err}"),
+            DaemonError::Cluster(err) => write!(f, "{err}"),
             DaemonError::System { what, error } => write!(f, "cannot {what}: {error}"),
         }
     }
@@ -120,6 +125,8 @@ pub struct Daemon<S: Spawner = System> {
     limiter: Limiter,
     metrics: Metrics,
     metrics_file: Option<MetricsFile>,
+    /// Cluster mode, when the jobfile has `cluster:`.
+    cluster: Option<cluster::Side>,
 }
 
 /// What one `poll` found ready, by slot.
@@ -132,6 +139,7 @@ struct Ready {
     clients: Vec<u64>,
     pipes: Vec<(u64, Stream)>,
     runtimes: Vec<(u64, Part)>,
+    cluster: Readiness,
 }
 
 /// What each descriptor handed to `poll` stands for.
@@ -145,6 +153,8 @@ enum Slot {
     Pipe(u64, Stream),
     /// A warm runtime server's socket or output.
     Runtime(u64, Part),
+    /// A cluster session's socket, or the migration's pipe.
+    Cluster(cluster::Part),
 }
 
 impl Daemon<System> {
@@ -220,6 +230,7 @@ impl<S: Spawner> Daemon<S> {
             runtimes.configure(&config.runtimes, now);
         }
         let watch = Watch::new(&config, |job| history.last_success(job), now.wall);
+        let cluster = cluster::Side::start(&config, now).map_err(DaemonError::Cluster)?;
         let enabled = config.jobs.iter().filter(|j| j.enabled).count();
         info!(
             "jobd {} started: {} ({} job{} enabled, {} task{}, environment {}, time zone {})",
@@ -259,6 +270,7 @@ impl<S: Spawner> Daemon<S> {
             limiter: Limiter::default(),
             metrics: Metrics::new(now.wall),
             metrics_file: config.metrics_file.clone().map(MetricsFile::new),
+            cluster,
             config: Rc::new(config),
         })
     }
@@ -326,6 +338,7 @@ impl<S: Spawner> Daemon<S> {
                 runtimes.readable(key, part, now);
             }
         }
+        self.cluster_turn(ready.cluster, now);
         Ok(())
     }
 
@@ -360,6 +373,7 @@ impl<S: Spawner> Daemon<S> {
                 .spawner_ref()
                 .runtimes_ref()
                 .and_then(|r| r.next_deadline()),
+            self.cluster.as_ref().and_then(cluster::Side::next_deadline),
         ]
         .into_iter()
         .flatten()
@@ -393,6 +407,11 @@ impl<S: Spawner> Daemon<S> {
                 add(Slot::Runtime(key, part), fd, PollFlags::POLLIN);
             }
         }
+        if let Some(cluster) = &self.cluster {
+            for (part, fd, flags) in cluster.machine.fds() {
+                add(Slot::Cluster(part), fd, flags);
+            }
+        }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => {
@@ -404,7 +423,8 @@ impl<S: Spawner> Daemon<S> {
         }
         let mut ready = Ready::default();
         for (slot, fd) in slots.into_iter().zip(&fds) {
-            if fd.revents().is_none_or(|r| r.is_empty()) {
+            let revents = fd.revents().unwrap_or(PollFlags::empty());
+            if revents.is_empty() {
                 continue;
             }
             match slot {
@@ -415,6 +435,7 @@ impl<S: Spawner> Daemon<S> {
                 Slot::Client(id) => ready.clients.push(id),
                 Slot::Pipe(key, stream) => ready.pipes.push((key, stream)),
                 Slot::Runtime(key, part) => ready.runtimes.push((key, part)),
+                Slot::Cluster(part) => ready.cluster.set(part, revents),
             }
         }
         Ok(ready)

@@ -60,6 +60,12 @@ pub enum JobdCommand {
     /// Exits 0 if the jobfile is valid, 1 if not; each problem is printed on stderr as
     /// FILE:LINE:COLUMN: MESSAGE.
     Check(CheckArgs),
+    /// Create or upgrade cluster mode's schema in the jobfile's `cluster.database_url`
+    ///
+    /// Safe to run on any host at any time, beside running jobds: each step is applied
+    /// once, under a lock. jobd does the same when it starts. Exits 0 when the schema
+    /// is up to date, 1 if not.
+    Migrate,
     /// Print a shell completion script for jobd on stdout
     Completions(CompletionsArgs),
 }
@@ -155,7 +161,8 @@ pub enum JobctlCommand {
     /// Queue a one-off run of a task: write a spool file (through tmp/ into new/) and print its name
     ///
     /// Works whether or not jobd is running: a running jobd starts it at once (or at its
-    /// time), a stopped one when it starts.
+    /// time), a stopped one when it starts. In cluster mode the request goes into the
+    /// cluster's table instead (any live host runs it), unless --spool.
     Submit(SubmitArgs),
     /// Print a shell completion script for jobctl on stdout
     Completions(CompletionsArgs),
@@ -178,6 +185,10 @@ pub struct SubmitArgs {
     /// Set an environment variable for the run (repeatable)
     #[arg(long = "env", value_name = "K=V", value_parser = parse_assignment)]
     pub env: Vec<(String, String)>,
+
+    /// In cluster mode, write the spool file anyway (this host's jobd forwards it to the cluster)
+    #[arg(long = "spool")]
+    pub spool: bool,
 
     /// Arguments appended to the task's command, passed literally (never to a shell)
     #[arg(last = true, value_name = "ARG")]

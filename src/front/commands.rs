@@ -34,6 +34,28 @@ pub fn check(jobfile: &JobfileArgs, args: &CheckArgs) -> ExitCode {
     }
 }
 
+/// `jobd migrate`: bring the cluster's schema up to date, and say what was done.
+pub fn migrate(jobfile: &JobfileArgs) -> ExitCode {
+    let host = Host::from_env();
+    let config = match config::load(&jobfile.file.config, jobfile.environment.as_deref(), &host) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match crate::front::cluster::migrate(&config) {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("jobd migrate: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `jobd`: run the daemon in the foreground until SIGTERM or SIGINT.
 pub fn run(jobfile: &JobfileArgs) -> ExitCode {
     crate::leaf::logging::init();
@@ -249,6 +271,25 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                 Ok(config) => config,
                 Err(code) => return code,
             };
+            if config.cluster.is_some() && !submit.spool {
+                return match crate::front::cluster::submit(
+                    config,
+                    &submit.task,
+                    start,
+                    &submit.env,
+                    &submit.args,
+                ) {
+                    Ok((id, row)) => {
+                        println!("{id}");
+                        eprintln!("submitted to the cluster as one-off {row}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => {
+                        eprintln!("jobctl: {err}");
+                        ExitCode::from(FAILED)
+                    }
+                };
+            }
             match crate::front::submit::submit(
                 config,
                 &submit.task,

@@ -34,6 +34,8 @@ pub enum SubmitError {
         what: String,
         error: std::io::Error,
     },
+    /// Cluster mode: the cluster's table could not take it.
+    Cluster(String),
 }
 
 impl fmt::Display for SubmitError {
@@ -51,6 +53,11 @@ impl fmt::Display for SubmitError {
             }
             SubmitError::Invalid(reason) => write!(f, "jobd would refuse this request: {reason}"),
             SubmitError::Io { what, error } => write!(f, "cannot {what}: {error}"),
+            SubmitError::Cluster(reason) => write!(
+                f,
+                "cannot submit to the cluster: {reason}; `jobctl submit --spool` leaves it \
+                 in this host's spool instead, for jobd to forward"
+            ),
         }
     }
 }
@@ -60,6 +67,34 @@ impl std::error::Error for SubmitError {}
 /// Write a spool file for `task` and hand it to jobd: created in `tmp/`, synced, then
 /// renamed into `new/`. Returns the file's name.
 pub fn submit(
+    config: &Config,
+    task: &str,
+    start: Start,
+    env: &[(String, String)],
+    args: &[String],
+) -> Result<String, SubmitError> {
+    let text = request(config, task, start, env, args)?;
+    let layout = Layout::new(&config.spool.dir);
+    let io = |what: String| move |error| SubmitError::Io { what, error };
+    layout.create().map_err(io(format!(
+        "create the spool directory {}",
+        layout.root.display()
+    )))?;
+    let name = unique_name(task);
+    let staged = layout.tmp.join(&name);
+    let mut file = fs::File::create(&staged).map_err(io(format!("create {}", staged.display())))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io(format!("write {}", staged.display())))?;
+    fs::rename(&staged, layout.new.join(&name))
+        .and_then(|()| sync_dir(&layout.new))
+        .map_err(io(format!("move {} into {}", name, layout.new.display())))?;
+    Ok(name)
+}
+
+/// The spool request for `task`, as JSON text, refused here with the reason when jobd
+/// would refuse it.
+pub fn request(
     config: &Config,
     task: &str,
     start: Start,
@@ -100,27 +135,11 @@ pub fn submit(
     text.push('\n');
     // Refuse here, with the reason, what jobd would move to failed/.
     request::parse(&text).map_err(SubmitError::Invalid)?;
-
-    let layout = Layout::new(&config.spool.dir);
-    let io = |what: String| move |error| SubmitError::Io { what, error };
-    layout.create().map_err(io(format!(
-        "create the spool directory {}",
-        layout.root.display()
-    )))?;
-    let name = unique_name(task);
-    let staged = layout.tmp.join(&name);
-    let mut file = fs::File::create(&staged).map_err(io(format!("create {}", staged.display())))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(io(format!("write {}", staged.display())))?;
-    fs::rename(&staged, layout.new.join(&name))
-        .and_then(|()| sync_dir(&layout.new))
-        .map_err(io(format!("move {} into {}", name, layout.new.display())))?;
-    Ok(name)
+    Ok(text)
 }
 
 /// `TASK.<UTC time>.<pid>.<random>.json`: sorts by submission time, never collides.
-fn unique_name(task: &str) -> String {
+pub fn unique_name(task: &str) -> String {
     let mut random = [0u8; 4];
     if let Ok(mut urandom) = fs::File::open("/dev/urandom") {
         let _ = std::io::Read::read_exact(&mut urandom, &mut random);

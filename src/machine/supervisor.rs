@@ -40,6 +40,8 @@ pub enum Origin {
     Spool(String),
     /// The `on_failure` hook of this job or task.
     Hook(String),
+    /// A one-off job of the cluster's table (cluster mode), by its id.
+    Oneoff(i64),
 }
 
 /// What to start.
@@ -134,6 +136,8 @@ pub enum Which<'a> {
     Job(&'a str),
     /// The oldest run of this scheduled job that is not being stopped already.
     OldestOf(&'a str),
+    /// The run of this id.
+    Run(&'a str),
     All,
 }
 
@@ -216,6 +220,8 @@ impl<S: Spawner> Supervisor<S> {
                     timestamp::short(launch.scheduled_at),
                     match &launch.origin {
                         Origin::Job | Origin::Hook(_) => String::new(),
+                        Origin::Oneoff(id) =>
+                            format!(" (cluster one-off {id}, attempt {})", launch.attempt),
                         Origin::Spool(file) => format!(
                             " (spool file {}, attempt {})",
                             file.escape_debug(),
@@ -401,6 +407,7 @@ impl<S: Spawner> Supervisor<S> {
                 Which::Job(job) | Which::OldestOf(job) => {
                     run.job == job && run.origin == Origin::Job
                 }
+                Which::Run(id) => run.id == id,
                 Which::All => true,
             })
             .map(|(index, _)| index)
@@ -413,7 +420,7 @@ impl<S: Spawner> Supervisor<S> {
                 .min_by_key(|&i| (self.runs[i].started_at, self.runs[i].key))
                 .into_iter()
                 .collect(),
-            Which::Job(_) | Which::All => chosen,
+            Which::Job(_) | Which::Run(_) | Which::All => chosen,
         };
         for &index in &chosen {
             let run = &self.runs[index];

@@ -29,6 +29,8 @@ use layout::{Layout, RESULT_SUFFIX};
 use request::{Request, When};
 use result::{Attempt, SpoolResult};
 
+/// The state of a file whose request went on to the cluster's table (cluster mode).
+pub const FORWARDED: &str = "forwarded";
 /// A spool file larger than this is refused unread.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
 /// How often old results are cleared out of `done/` (and `failed/`, if asked).
@@ -871,6 +873,29 @@ impl Spool {
         ));
         self.finish_file(&running, name, &self.layout.failed.clone(), &item.result);
         true
+    }
+
+    /// Cluster mode: a claimed file's request went to the cluster's table (`Ok`, with
+    /// what to say about it in the result's `reason`), or could not (`Err`, why). Filed
+    /// to done/ with the state `forwarded`, or to failed/.
+    pub fn forwarded(&mut self, name: &str, outcome: Result<String, String>) {
+        let Some(mut item) = self.running.remove(name) else {
+            return;
+        };
+        let running = self.layout.running.clone();
+        let to = match outcome {
+            Ok(reason) => {
+                item.result.status = FORWARDED.to_string();
+                item.result.reason = Some(reason);
+                self.layout.done.clone()
+            }
+            Err(reason) => {
+                item.result.status = "failed".to_string();
+                item.result.reason = Some(reason);
+                self.layout.failed.clone()
+            }
+        };
+        self.finish_file(&running, name, &to, &item.result);
     }
 
     /// Start nothing more: jobd is shutting down. Files waiting stay where they are.
