@@ -644,16 +644,10 @@ impl Field {
         values
     }
 
-    /// Vixie cron: a day field that starts with `*` does not count as restricted.
-    fn restricted(&self) -> bool {
-        !matches!(self.items[0], Item::Star | Item::StarStep(_))
-    }
-
-    /// cronie: an hour field of values and ranges only makes a fixed-time job.
-    fn fixed(&self) -> bool {
-        self.items
-            .iter()
-            .all(|item| matches!(item, Item::Value(_) | Item::Range(..)))
+    /// Vixie cron: a day field that starts with `*` does not count as restricted; and
+    /// cronie: a minute or hour field that starts with `*` makes a wildcard job.
+    fn starts_with_star(&self) -> bool {
+        matches!(self.items[0], Item::Star | Item::StarStep(_))
     }
 }
 
@@ -716,8 +710,8 @@ impl Cron {
             days: dom.values(false),
             months: month.values(false),
             weekdays: dow.values(true),
-            either_day: dom.restricted() && dow.restricted(),
-            fixed: hour.fixed(),
+            either_day: !dom.starts_with_star() && !dow.starts_with_star(),
+            fixed: !minute.starts_with_star() && !hour.starts_with_star(),
         }
     }
 }

@@ -13,9 +13,12 @@ UNIT=${JOBD_UNIT:-jobd-myapp}
 
 fail() { echo "deploy: $*" >&2; exit 1; }
 
-# 1. Validate, as jobd will read it (errors name the file, line and column).
-jobd check -c "$JOBFILE" -e "$ENVIRONMENT" >/dev/null \
-    || fail "$JOBFILE is invalid (see above); jobd keeps the running jobfile"
+# 1. Validate, as jobd will read it (errors name the file, line and column), and, with
+#    --strict, refuse what this host lacks: a program that does not exist (no .venv
+#    yet, `uv` not in PATH), a missing workdir, an unknown user or group. Run it as
+#    the user jobd runs as, so that PATH and permissions are the service's.
+jobd check -c "$JOBFILE" -e "$ENVIRONMENT" --strict >/dev/null \
+    || fail "$JOBFILE is invalid or names what this host lacks (see above); jobd keeps the running jobfile"
 
 # 2. Show what the reload will change (jobs added, removed, changed). jobctl needs
 #    the socket's user (or socket_group:); exit 3 means jobd is not running yet.

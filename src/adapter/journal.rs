@@ -4,7 +4,7 @@
 //! processes by their `JOBD_RUN_ID`, stops them before their job fires again, and
 //! records them as interrupted.
 
-use std::fs;
+use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use log::{error, warn};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::leaf::files::{self, Durability};
@@ -46,10 +48,33 @@ pub struct Journal {
     dir: PathBuf,
     /// Set while writing fails, so that the error is logged once.
     failing: bool,
+    /// Held for jobd's life: a second jobd on the same state directory would take the
+    /// first one's runs for leftovers of a crash and stop them.
+    _lock: Option<Flock<File>>,
 }
 
+/// Another jobd holds the journal of this state directory.
+#[derive(Debug)]
+pub struct InUse(pub PathBuf);
+
+impl std::fmt::Display for InUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "another jobd is using the state directory {} (it holds the lock of {})",
+            self.0.parent().unwrap_or(&self.0).display(),
+            self.0.display()
+        )
+    }
+}
+
+impl std::error::Error for InUse {}
+
 impl Journal {
-    pub fn open(state_dir: &Path) -> Journal {
+    /// Open (and lock) the journal in `state_dir`. A folder that cannot be made or
+    /// locked for another reason is logged and the journal goes on without its lock:
+    /// jobs must run even on a broken disk.
+    pub fn open(state_dir: &Path) -> Result<Journal, InUse> {
         let dir = state_dir.join(DIR);
         if let Err(e) = fs::DirBuilder::new()
             .recursive(true)
@@ -58,10 +83,27 @@ impl Journal {
         {
             error!("cannot create {}: {e}", dir.display());
         }
-        Journal {
+        // The folder itself is locked: a file held open for writing would keep the
+        // state directory from being remounted read-only.
+        let lock = match File::open(&dir) {
+            Ok(file) => match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => Some(lock),
+                Err((_, Errno::EWOULDBLOCK)) => return Err(InUse(dir)),
+                Err((_, errno)) => {
+                    error!("cannot lock {}: {errno}", dir.display());
+                    None
+                }
+            },
+            Err(e) => {
+                error!("cannot open {}: {e}", dir.display());
+                None
+            }
+        };
+        Ok(Journal {
             dir,
             failing: false,
-        }
+            _lock: lock,
+        })
     }
 
     /// Record a run about to start. A run is not held back when its record cannot be
@@ -157,14 +199,15 @@ mod tests {
     #[test]
     fn what_started_and_never_ended_is_left_behind_oldest_first() {
         let dir = tempfile::tempdir().unwrap();
-        let mut journal = Journal::open(dir.path());
+        let mut journal = Journal::open(dir.path()).unwrap();
         journal.starting(&entry("b-2", 2));
         journal.starting(&entry("b-1", 1));
         journal.starting(&entry("b-3", 3));
         journal.ended("b-3");
         journal.ended("no-such-run");
         fs::write(dir.path().join("runs/garbage.json"), "{").unwrap();
-        let left = Journal::open(dir.path()).left_behind();
+        assert!(Journal::open(dir.path()).is_err(), "locked by the first");
+        let left = journal.left_behind();
         let ids: Vec<_> = left.iter().map(|e| e.run_id.as_str()).collect();
         assert_eq!(ids, ["b-1", "b-2"]);
         assert!(!dir.path().join("runs/garbage.json").exists());

@@ -3,6 +3,7 @@
 pub mod cluster;
 pub mod control;
 pub mod journal;
+pub mod logs;
 pub mod orphans;
 pub mod postgres;
 pub mod process;

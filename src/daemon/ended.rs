@@ -53,6 +53,9 @@ impl<S: Spawner> Daemon<S> {
     pub(super) fn ended(&mut self, ended: Ended, now: Now) {
         let Ended { origin, record } = ended;
         self.journal.ended(&record.run_id);
+        // Its last lines, before a `run --wait` client hears of its end.
+        self.pass_output();
+        self.rings.close(&record.job);
         self.history.push(record.info());
         let verdict = record.outcome.verdict();
         let failed_for_good = match &origin {

@@ -39,11 +39,7 @@ impl<S: Spawner> Daemon<S> {
                 // From the cluster's last run, once the cluster is available.
                 continue;
             }
-            let last = self
-                .history
-                .last(&job.name)
-                .and_then(|run| DateTime::parse_from_rfc3339(&run.scheduled_at).ok())
-                .map(|at| at.to_utc());
+            let last = self.history.last_ran(&job.name, now.wall);
             if let Some(due) = scheduler::catch_up(job, last, now.wall) {
                 info!(
                     "{}: catching up on {} instant{} missed while jobd was down (catch_up: once)",

@@ -12,6 +12,7 @@ mod ended;
 mod fire;
 mod interrupted;
 mod oneoff;
+mod output;
 mod reload;
 mod requests;
 mod shutdown;
@@ -32,14 +33,15 @@ use nix::unistd::Pid;
 
 use crate::adapter::control::server::{ControlError, Server};
 use crate::adapter::journal::{Entry, Journal};
+use crate::adapter::logs::Rings;
 use crate::adapter::runtime::server::Part;
 use crate::adapter::spawner::{Spawner, System};
-use crate::adapter::state::History;
+use crate::adapter::state::{self, History, StateDirError};
 use crate::leaf::notify::Notifier;
 use crate::leaf::now::Now;
 use crate::leaf::signals::Signals;
 use crate::leaf::timer::{Fired, Timer};
-use crate::leaf::words::plural;
+use crate::leaf::words::count;
 use crate::machine::cluster::Readiness;
 use crate::machine::spool::{Spool, SpoolError};
 use crate::machine::supervisor::{Stream, Supervisor};
@@ -57,6 +59,8 @@ pub enum DaemonError {
     Config(config::ConfigError),
     Spool(SpoolError),
     Control(ControlError),
+    Journal(crate::adapter::journal::InUse),
+    State(StateDirError),
     /// Cluster mode could not start (libpq is missing, …).
     Cluster(crate::machine::cluster::StartError),
     /// A system call the loop cannot do without failed.
@@ -72,6 +76,8 @@ impl fmt::Display for DaemonError {
             DaemonError::Config(err) => write!(f, "{err}"),
             DaemonError::Spool(err) => write!(f, "{err}"),
             DaemonError::Control(err) => write!(f, "{err}"),
+            DaemonError::Journal(err) => write!(f, "{err}"),
+            DaemonError::State(err) => write!(f, "{err}"),
             DaemonError::Cluster(err) => write!(f, "{err}"),
             DaemonError::System { what, error } => write!(f, "cannot {what}: {error}"),
         }
@@ -108,6 +114,10 @@ pub struct Daemon<S: Spawner = System> {
     reload_error: Option<String>,
     /// `jobctl run --wait` clients, by the run they wait for.
     waiters: Vec<(u64, String)>,
+    /// `jobctl logs --follow` clients, by the job they follow (None: every job).
+    followers: Vec<(u64, Option<String>)>,
+    /// Each job's recent output, on disk.
+    rings: Rings,
     timer: Timer,
     armed: Option<DateTime<Utc>>,
     notifier: Notifier,
@@ -215,13 +225,19 @@ impl<S: Spawner> Daemon<S> {
         } = setup;
         let timer = Timer::new().map_err(system("create a timerfd"))?;
         let plan = Plan::new(&config, now.wall);
+        // Before anything is made inside it with the umask's mode.
+        state::prepare_dir(&config).map_err(DaemonError::State)?;
         // First: a live jobd on this socket must be found before recovery treats the
         // spool's running files as left over from a crash.
-        let server = Server::bind(&config.socket, config.socket_group.as_deref())
-            .map_err(DaemonError::Control)?;
+        let server = Server::bind(
+            &config.socket,
+            config.socket_group.as_deref(),
+            config.read_group.as_deref(),
+        )
+        .map_err(DaemonError::Control)?;
         // Before the spool takes up its files and before anything fires: what a killed
         // jobd left running must stop first.
-        let journal = Journal::open(&config.state_dir);
+        let journal = Journal::open(&config.state_dir).map_err(DaemonError::Journal)?;
         let left_behind = interrupted::stop_left_behind(&journal);
         let spool = Spool::open(&config, now.mono).map_err(DaemonError::Spool)?;
         let history = History::open(&config.state_dir);
@@ -229,17 +245,15 @@ impl<S: Spawner> Daemon<S> {
         if let Some(runtimes) = supervisor.spawner().runtimes() {
             runtimes.configure(&config.runtimes, now);
         }
-        let watch = Watch::new(&config, |job| history.last_success(job), now.wall);
+        let watch = Watch::new(&config, |job| history.last_success(job, now.wall), now.wall);
         let cluster = cluster::Side::start(&config, now).map_err(DaemonError::Cluster)?;
         let enabled = config.jobs.iter().filter(|j| j.enabled).count();
         info!(
-            "jobd {} started: {} ({} job{} enabled, {} task{}, environment {}, time zone {})",
+            "jobd {} started: {} ({} enabled, {}, environment {}, time zone {})",
             env!("CARGO_PKG_VERSION"),
             config.file.display(),
-            enabled,
-            plural(enabled),
-            config.tasks.len(),
-            plural(config.tasks.len()),
+            count(enabled, "job"),
+            count(config.tasks.len(), "task"),
             config.environment.as_deref().unwrap_or("(none)"),
             config.timezone.name()
         );
@@ -258,6 +272,8 @@ impl<S: Spawner> Daemon<S> {
             started_at: now.wall,
             reload_error: None,
             waiters: Vec::new(),
+            followers: Vec::new(),
+            rings: Rings::open(&config.state_dir),
             timer,
             armed: None,
             next_watchdog: notifier.watchdog_interval().map(|every| now.mono + every),
@@ -291,11 +307,12 @@ impl<S: Spawner> Daemon<S> {
             self.handle(ready, now)?;
             self.supervisor.tick(now);
             self.server.expire(now.mono);
-            self.server.report_evicted(now.mono);
+            self.server.report(now.mono);
             self.tell_systemd(now.mono);
             self.spool.tick(now.wall, now.mono, &self.config);
             self.start_files(now);
             self.warm_exits(now);
+            self.pass_output();
             self.write_metrics(now);
             self.arm()?;
             if self.advance_shutdown(now) {
@@ -477,8 +494,8 @@ impl<S: Spawner> Daemon<S> {
     fn summary(&self) -> String {
         let (queued, delayed, running, retrying) = self.spool.counts();
         format!(
-            "{} jobs, {} running; one-off: {} queued, {} delayed, {} running, {} retrying",
-            self.config.jobs.iter().filter(|j| j.enabled).count(),
+            "{} enabled, {} running; one-off: {} queued, {} delayed, {} running, {} retrying",
+            count(self.config.jobs.iter().filter(|j| j.enabled).count(), "job"),
             self.supervisor.running().saturating_sub(running),
             queued,
             delayed,

@@ -10,6 +10,7 @@ use super::{Daemon, DaemonError};
 use crate::adapter::control::protocol::ReloadAnswer;
 use crate::adapter::spawner::Spawner;
 use crate::leaf::now::Now;
+use crate::leaf::words::count;
 use crate::machine::spool::Spool;
 use crate::machine::supervisor::Which;
 use crate::model::config::{self, Config, RemovedJobs};
@@ -88,7 +89,7 @@ impl<S: Spawner> Daemon<S> {
         self.plan.reload(&config, now.wall);
         let history = &self.history;
         self.watch
-            .reload(&config, |job| history.last_success(job), now.wall);
+            .reload(&config, |job| history.last_success(job, now.wall), now.wall);
         for job in self
             .config
             .jobs
@@ -109,10 +110,10 @@ impl<S: Spawner> Daemon<S> {
             self.metrics_file = config.metrics_file.clone().map(MetricsFile::new);
         }
         info!(
-            "reloaded {}: {} jobs, {} tasks; added: [{}], removed: [{}], changed: [{}]",
+            "reloaded {}: {}, {}; added: [{}], removed: [{}], changed: [{}]",
             config.file.display(),
-            config.jobs.len(),
-            config.tasks.len(),
+            count(config.jobs.len(), "job"),
+            count(config.tasks.len(), "task"),
             answer.added.join(", "),
             answer.removed.join(", "),
             answer.changed.join(", ")

@@ -1,11 +1,13 @@
 //! Requests from jobctl: most are answered at once, `run --wait` when the run ends.
+//! The server has checked that the peer may make each (`control::access`), and it
+//! caps every answer's size; the counts asked for are bounded here.
 
 use log::info;
 
 use super::shutdown::Phase;
 use super::{Daemon, DaemonError};
 use crate::adapter::control::answer;
-use crate::adapter::control::protocol::{Body, Command, RunAnswer, SpoolStatus, Status};
+use crate::adapter::control::protocol::{Body, Command, RunAnswer, SpoolStatus, Status, TaskLimit};
 use crate::adapter::control::server::Incoming;
 use crate::adapter::spawner::Spawner;
 use crate::leaf::now::Now;
@@ -17,15 +19,16 @@ impl<S: Spawner> Daemon<S> {
     pub(super) fn on_request(&mut self, incoming: Incoming, now: Now) -> Result<(), DaemonError> {
         let body = match incoming.request.command {
             Command::Status => Body::Status(self.status(now)),
-            Command::History { job, limit } => match job {
-                Some(name) if !self.knows(&name) => {
+            Command::History { job, limit } => match (job, answer::history_limit(limit)) {
+                (_, Err(message)) => error_body(message),
+                (Some(name), _) if !self.knows(&name) => {
                     error_body(answer::unknown_job(&self.config, &name))
                 }
-                job if self.cluster.is_some() => {
+                (job, Ok(limit)) if self.cluster.is_some() => {
                     self.cluster_history(incoming.client, job, limit, now);
                     return Ok(());
                 }
-                job => Body::History {
+                (job, Ok(limit)) => Body::History {
                     runs: self.history.recent(job.as_deref(), limit),
                 },
             },
@@ -45,6 +48,20 @@ impl<S: Spawner> Daemon<S> {
                 }
                 return Ok(());
             }
+            Command::Logs {
+                target,
+                lines,
+                follow,
+            } => match self.logs(target.as_deref(), lines) {
+                Err(message) => error_body(message),
+                Ok(lines) if follow => {
+                    let job = target.filter(|t| self.knows(t));
+                    self.server.stream(incoming.client, Body::Logs { lines });
+                    self.followers.push((incoming.client, job));
+                    return Ok(());
+                }
+                Ok(lines) => Body::Logs { lines },
+            },
             Command::Run { job, wait } => match self.run_now(&job, now) {
                 Err(message) => error_body(message),
                 Ok((_, Some(run_id))) if wait => {
@@ -70,7 +87,7 @@ impl<S: Spawner> Daemon<S> {
     }
 
     /// Whether `name` is a job's or task's, or their hook's, for `jobctl history`.
-    fn knows(&self, name: &str) -> bool {
+    pub(super) fn knows(&self, name: &str) -> bool {
         let known =
             |name: &str| self.config.job(name).is_some() || self.config.task(name).is_some();
         known(name) || name.strip_suffix(HOOK_SUFFIX).is_some_and(known)
@@ -109,8 +126,7 @@ impl<S: Spawner> Daemon<S> {
             reload_error: self.reload_error.clone(),
             problems: self
                 .history
-                .problem()
-                .map(str::to_string)
+                .problems()
                 .into_iter()
                 .chain(self.spool.problems())
                 .chain(runtimes.map(|r| r.problems()).unwrap_or_default())
@@ -137,6 +153,16 @@ impl<S: Spawner> Daemon<S> {
                 running,
                 retrying,
                 failed_recently: self.spool.failed_recently(),
+                workers: self.config.spool.workers,
+                tasks: self
+                    .config
+                    .tasks
+                    .iter()
+                    .map(|task| TaskLimit {
+                        name: task.name.clone(),
+                        max_instances: task.max_instances,
+                    })
+                    .collect(),
             }),
         }
     }

@@ -10,7 +10,7 @@ use nix::unistd::Pid;
 use super::Daemon;
 use crate::adapter::spawner::Spawner;
 use crate::leaf::now::Now;
-use crate::leaf::words::plural;
+use crate::leaf::words::count;
 use crate::leaf::{duration, procfs, timestamp};
 use crate::machine::supervisor::Which;
 use crate::model::config::DEFAULT_KILL_GRACE;
@@ -45,11 +45,15 @@ impl<S: Spawner> Daemon<S> {
                 self.notifier.send("STOPPING=1");
                 let grace = self.config.shutdown_grace;
                 let running = self.supervisor.running();
-                info!(
-                    "shutting down: waiting up to {} for {running} running job{}",
-                    duration::format(grace),
-                    plural(running)
-                );
+                if running == 0 {
+                    info!("shutting down: no job is running");
+                } else {
+                    info!(
+                        "shutting down: waiting up to {} for {} to end",
+                        duration::format(grace),
+                        count(running, "running job")
+                    );
+                }
                 for (job, instant) in self.pending.drain() {
                     info!(
                         "{job}: the pending instant at {} will not run: shutting down",

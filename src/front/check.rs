@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use crate::leaf::words::count;
 use crate::model::config::Config;
 
 /// The next `count` fire times of every job strictly after `from`, one per line, in the
@@ -45,28 +46,28 @@ pub fn rfc3339(at: DateTime<Utc>, config: &Config) -> String {
 }
 
 /// A one-line summary of the jobfile, for stderr after a successful check.
-pub fn summary(config: &Config) -> String {
-    let enabled = config.jobs.iter().filter(|j| j.enabled).count();
-    let disabled = config.jobs.len() - enabled;
+pub fn summary(config: &Config, warnings: usize) -> String {
+    let disabled = config.jobs.iter().filter(|j| !j.enabled).count();
+    let mut jobs = count(config.jobs.len(), "job");
+    if disabled > 0 {
+        let _ = write!(
+            jobs,
+            " ({} enabled, {disabled} disabled)",
+            config.jobs.len() - disabled
+        );
+    }
+    let verdict = match warnings {
+        0 => "ok".to_string(),
+        n => format!("ok, with {}", count(n, "warning")),
+    };
     let env = match &config.environment {
         Some(env) => format!("environment {env}"),
         None => "no environment".to_string(),
     };
-    let mut line = format!(
-        "{}: ok: {} job{}",
+    format!(
+        "{}: {verdict}: {jobs}, {}; {env}; time zone {}",
         config.file.display(),
-        enabled,
-        crate::leaf::words::plural(enabled)
-    );
-    if disabled > 0 {
-        let _ = write!(line, " ({disabled} disabled)");
-    }
-    let _ = write!(
-        line,
-        ", {} task{}; {env}; time zone {}",
-        config.tasks.len(),
-        crate::leaf::words::plural(config.tasks.len()),
+        count(config.tasks.len(), "task"),
         config.timezone.name()
-    );
-    line
+    )
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, FixedOffset, NaiveDateTime};
 use clap::{Args, Parser, Subcommand};
 
 /// jobd: a small, dependable job supervisor.
@@ -42,7 +42,8 @@ pub struct JobfileArgs {
     #[command(flatten)]
     pub file: ConfigArg,
 
-    /// Enable the jobs whose `environments:` list NAME (jobs without that key always run)
+    /// Enable the jobs whose `environments:` list NAME (jobs without that key always run);
+    /// jobctl refuses a NAME other than the one a running jobd was started with
     #[arg(
         short = 'e',
         long = "environment",
@@ -58,7 +59,10 @@ pub enum JobdCommand {
     /// Validate the jobfile and print the next fire times of every enabled job
     ///
     /// Exits 0 if the jobfile is valid, 1 if not; each problem is printed on stderr as
-    /// FILE:LINE:COLUMN: MESSAGE.
+    /// FILE:LINE:COLUMN: MESSAGE. Also warns about what the jobfile asks of this host
+    /// that it lacks (a program or workdir that does not exist, an unknown user or
+    /// group, a socket_group or read_group whose members cannot reach the socket):
+    /// warnings leave the exit code 0 unless --strict.
     Check(CheckArgs),
     /// Create or upgrade cluster mode's schema in the jobfile's `cluster.database_url`
     ///
@@ -84,6 +88,10 @@ pub struct CheckArgs {
     #[arg(long = "next", value_name = "N", default_value_t = 1)]
     pub next: usize,
 
+    /// Treat warnings as errors: exit 1 if there is any (for deploy scripts)
+    #[arg(long = "strict")]
+    pub strict: bool,
+
     /// Print the fire times strictly after TIME (RFC 3339, e.g. 2027-03-28T01:00:00Z) instead of now
     #[arg(long = "from", value_name = "TIME", value_parser = parse_rfc3339)]
     pub from: Option<DateTime<FixedOffset>>,
@@ -99,8 +107,9 @@ fn parse_rfc3339(text: &str) -> Result<DateTime<FixedOffset>, String> {
 ///
 /// Finds the daemon's socket and spool from the same jobfile as jobd (-c, $JOBD_CONFIG,
 /// ./jobd.yaml), or the socket from --socket. Exit codes: 0 success, 1 the request failed,
-/// 2 usage error, 3 jobd is not running (status and history still print what the state
-/// directory holds).
+/// 2 usage error (also: no jobfile to find jobd by, or -e naming another environment than
+/// the running jobd's), 3 jobd is not running (status and history still print what the
+/// state directory holds).
 #[derive(Debug, Parser)]
 #[command(name = "jobctl", version, max_term_width = 100)]
 pub struct JobctlArgs {
@@ -128,14 +137,28 @@ pub enum JobctlCommand {
         /// Only this job's (or task's) runs
         #[arg(value_name = "JOB")]
         job: Option<String>,
-        /// How many runs
+        /// How many runs (at most 10000)
         #[arg(short = 'n', value_name = "N", default_value_t = 20)]
         count: usize,
         /// Print the runs as JSON
         #[arg(long)]
         json: bool,
     },
-    /// Fire a job now, under its max_instances and on_overlap
+    /// Show what runs printed: the last lines of a job (or task), of one run, or of
+    /// the latest runs; from jobd, or from its state directory when it is down
+    Logs {
+        /// A job or task name, or a run id
+        #[arg(value_name = "JOB|RUN_ID")]
+        target: Option<String>,
+        /// How many lines (at most 10000)
+        #[arg(short = 'n', value_name = "N", default_value_t = 50)]
+        lines: usize,
+        /// Go on printing lines as they are written (needs a running jobd)
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Fire a job now, under its max_instances and on_overlap; with --wait, print its
+    /// output as it comes and exit with its exit status
     Run {
         #[arg(value_name = "JOB")]
         job: String,
@@ -149,13 +172,13 @@ pub enum JobctlCommand {
         #[arg(long = "dry-run")]
         dry_run: bool,
     },
-    /// Show the coming fire times, soonest first
+    /// Show the coming fire times of every enabled job, soonest first
     Next {
-        /// Only this job's
+        /// Only this job's (exit 1 if it is disabled in jobd's environment)
         #[arg(value_name = "JOB")]
         job: Option<String>,
-        /// How many
-        #[arg(short = 'n', value_name = "N", default_value_t = 10)]
+        /// How many per job (at most 1000), as `jobd check --next`
+        #[arg(short = 'n', value_name = "N", default_value_t = 1)]
         count: usize,
     },
     /// Queue a one-off run of a task: write a spool file (through tmp/ into new/) and print its name
@@ -174,9 +197,10 @@ pub struct SubmitArgs {
     #[arg(value_name = "TASK")]
     pub task: String,
 
-    /// Run it at TIME (RFC 3339, e.g. 2026-11-27T18:00:00Z)
-    #[arg(long = "at", value_name = "TIME", value_parser = parse_rfc3339, conflicts_with = "delay")]
-    pub at: Option<DateTime<FixedOffset>>,
+    /// Run it at TIME: RFC 3339 (2026-11-27T18:00:00Z), or without an offset
+    /// (2026-11-27T18:00:00) in the jobfile's time zone; a time past runs now
+    #[arg(long = "at", value_name = "TIME", value_parser = parse_at, conflicts_with = "delay")]
+    pub at: Option<At>,
 
     /// Run it after DURATION (e.g. 90s, 5m, 1h30m)
     #[arg(long = "in", value_name = "DURATION", value_parser = parse_duration)]
@@ -193,6 +217,34 @@ pub struct SubmitArgs {
     /// Arguments appended to the task's command, passed literally (never to a shell)
     #[arg(last = true, value_name = "ARG")]
     pub args: Vec<String>,
+}
+
+/// `--at`: an instant, or a wall-clock time for the jobfile's zone to place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    Instant(DateTime<FixedOffset>),
+    Local(NaiveDateTime),
+}
+
+fn parse_at(text: &str) -> Result<At, String> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Ok(At::Instant(at));
+    }
+    [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+    .map(At::Local)
+    .ok_or_else(|| {
+        format!(
+            "`{text}` is not a time like 2026-11-27T18:00:00Z, 2026-11-27T19:00:00+01:00 \
+                 or 2026-11-27T19:00:00 (in the jobfile's time zone)"
+        )
+    })
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

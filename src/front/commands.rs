@@ -2,36 +2,66 @@
 
 use std::process::ExitCode;
 
-use chrono::Utc;
+use chrono::{DateTime, LocalResult, TimeZone, Utc};
+use chrono_tz::Tz;
 
 use crate::adapter::control::answer;
 use crate::adapter::control::client::{self, ClientError};
-use crate::adapter::control::protocol::{Body, Command, RunAnswer, Status};
+use crate::adapter::control::protocol::{Body, Command, ReloadAnswer, RunAnswer, Status};
+use crate::adapter::control::reach;
 use crate::daemon::Daemon;
-use crate::front::check;
-use crate::front::cli::{CheckArgs, JobctlArgs, JobctlCommand, JobfileArgs};
+use crate::front::cli::{At, CheckArgs, JobctlArgs, JobctlCommand, JobfileArgs};
 use crate::front::render::{self, Style};
 use crate::front::submit::Start;
+use crate::front::{check, preflight};
+use crate::leaf::{visible, words};
 use crate::model::config::{self, Host};
+use crate::model::record::Stream;
 use std::io::IsTerminal;
 use std::time::Duration;
 
 /// `jobd check`: exit 0 and print fire times if the jobfile is valid, else exit 1 and
-/// print every problem.
+/// print every problem. Warnings about this host are printed either way, and fail the
+/// check only with `--strict`.
 pub fn check(jobfile: &JobfileArgs, args: &CheckArgs) -> ExitCode {
     let host = Host::from_env();
-    match config::load(&jobfile.file.config, jobfile.environment.as_deref(), &host) {
-        Ok(config) => {
-            let from = args.from.map_or_else(Utc::now, |t| t.to_utc());
-            print!("{}", check::fire_times(&config, from, args.next));
-            eprintln!("{}", check::summary(&config));
-            ExitCode::SUCCESS
-        }
+    let loaded = config::read(&jobfile.file.config).and_then(|(file, text)| {
+        config::parse(&text, &file, jobfile.environment.as_deref(), &host)
+            .map(|config| (config, text))
+    });
+    let (config, text) = match loaded {
+        Ok(loaded) => loaded,
         Err(err) => {
             eprintln!("{err}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    let findings = preflight::findings(&config, &text);
+    for finding in &findings {
+        eprintln!("{}:{finding}", config.file.display());
     }
+    // The control socket's groups: whether they exist and can reach the socket.
+    let reach = reach::warnings(&config);
+    for warning in &reach {
+        eprintln!("{}: warning: {warning}", config.file.display());
+    }
+    let warnings = findings
+        .iter()
+        .filter(|f| f.level == preflight::Level::Warning)
+        .count()
+        + reach.len();
+    if args.strict && warnings > 0 {
+        eprintln!(
+            "{}: {} (--strict makes warnings errors)",
+            config.file.display(),
+            words::count(warnings, "warning")
+        );
+        return ExitCode::FAILURE;
+    }
+    let from = args.from.map_or_else(Utc::now, |t| t.to_utc());
+    print!("{}", check::fire_times(&config, from, args.next));
+    eprintln!("{}", check::summary(&config, warnings));
+    ExitCode::SUCCESS
 }
 
 /// `jobd migrate`: bring the cluster's schema up to date, and say what was done.
@@ -81,8 +111,82 @@ pub fn completions<Cli: clap::CommandFactory>(shell: clap_complete::Shell) -> Ex
     ExitCode::SUCCESS
 }
 
+/// A line a run wrote, streamed by jobd: on jobctl's stdout or stderr as the run wrote
+/// it, control characters shown escaped.
+fn print_streamed(body: Body) {
+    match body {
+        Body::Line(line) => match line.stream {
+            Stream::Stdout => println!("{}", visible::escape(&line.text)),
+            Stream::Stderr => eprintln!("{}", visible::escape(&line.text)),
+        },
+        Body::Dropped { lines } => {
+            eprintln!(
+                "jobctl: {} not shown: jobctl read too slowly",
+                words::count(lines, "line")
+            )
+        }
+        _ => {}
+    }
+}
+
+/// `jobctl logs --follow`: the last lines, then each new one as jobd writes it, until
+/// jobd stops or jobctl is interrupted.
+fn follow_logs(
+    socket: &std::path::Path,
+    command: Command,
+    args: &JobctlArgs,
+    style: &Style,
+) -> ExitCode {
+    let mut connection = match client::Connection::open(socket, command, None) {
+        Ok(connection) => connection,
+        Err(err) => return fail(Err(err), args),
+    };
+    loop {
+        match connection.receive() {
+            Ok(Some(Body::Logs { lines })) => print!("{}", render::logs(&lines, style)),
+            Ok(Some(Body::Line(line))) => print!("{}", render::logs(&[line], style)),
+            Ok(Some(Body::Error { message })) => {
+                eprintln!("jobctl: {}", visible::escape_lines(&message));
+                return ExitCode::from(FAILED);
+            }
+            Ok(Some(other)) => print_streamed(other),
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(err) => return fail(Err(err), args),
+        }
+    }
+}
+
+/// `jobctl logs` while jobd is down: what the state directory holds (a run id is
+/// looked up in the history).
+fn offline_logs(
+    state_dir: &std::path::Path,
+    target: Option<&str>,
+    lines: usize,
+) -> Result<Vec<crate::model::record::LogLine>, String> {
+    use crate::adapter::logs;
+    let history = crate::adapter::state::load(state_dir);
+    let Some(target) = target else {
+        let mut all: Vec<_> = history
+            .recent(None, 20)
+            .into_iter()
+            .map(|run| run.job)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .flat_map(|job| logs::last(state_dir, &job, None, lines))
+            .collect();
+        all.sort_by(|a, b| a.at.cmp(&b.at));
+        let skip = all.len().saturating_sub(lines);
+        return Ok(all.split_off(skip));
+    };
+    if let Some(job) = history.job_of(target) {
+        return Ok(logs::last(state_dir, job, Some(target), lines));
+    }
+    Ok(logs::last(state_dir, target, None, lines))
+}
+
 /// jobctl's exit codes (SPEC: 0 success, 1 the request failed, 2 usage, 3 not running).
 const FAILED: u8 = 1;
+const USAGE: u8 = 2;
 const NOT_RUNNING: u8 = 3;
 
 /// `jobctl`: parse, do, map to an exit code.
@@ -98,6 +202,11 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
         .get_or_init(|| config::load(file, args.jobfile.environment.as_deref(), &host))
     {
         Ok(config) => Ok(config),
+        Err(err) if unreadable(err) => {
+            eprintln!("jobctl: {err}");
+            eprintln!("jobctl: {WHICH_JOBFILE}");
+            Err(ExitCode::from(USAGE))
+        }
         Err(err) => {
             eprintln!("{err}");
             Err(ExitCode::from(FAILED))
@@ -111,11 +220,35 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
     };
     let call = |command, timeout| client::call(&socket, command, timeout);
     let quick = Some(Duration::from_secs(30));
+    // Status checks its own answer; submit and completions do not talk to jobd.
+    if let Some(wanted) = args.jobfile.environment.as_deref()
+        && !matches!(
+            args.command,
+            JobctlCommand::Status { .. } | JobctlCommand::Submit(_) | JobctlCommand::Completions(_)
+        )
+        && let Ok(Body::Status(status)) = call(Command::Status, quick)
+        && let Err(code) = same_environment(wanted, &status)
+    {
+        return code;
+    }
     match &args.command {
         JobctlCommand::Completions(which) => completions::<JobctlArgs>(which.shell),
         JobctlCommand::Status { json } => match call(Command::Status, quick) {
-            Ok(Body::Status(status)) => print_status(&status, *json, &style, ExitCode::SUCCESS),
+            Ok(Body::Status(status)) => {
+                if let Some(Err(code)) = args
+                    .jobfile
+                    .environment
+                    .as_deref()
+                    .map(|wanted| same_environment(wanted, &status))
+                {
+                    return code;
+                }
+                print_status(&status, *json, &style, ExitCode::SUCCESS)
+            }
             Err(err @ ClientError::NotRunning { .. }) => {
+                if let Some(code) = guessed_socket(args, &err) {
+                    return code;
+                }
                 eprintln!("jobctl: {err}");
                 match valid() {
                     Ok(config) => {
@@ -139,7 +272,7 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                     }
                 }
             }
-            other => fail(other),
+            other => fail(other, args),
         },
         JobctlCommand::History { job, count, json } => {
             let command = Command::History {
@@ -149,6 +282,9 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
             let (runs, code) = match call(command, quick) {
                 Ok(Body::History { runs }) => (runs, ExitCode::SUCCESS),
                 Err(err @ ClientError::NotRunning { .. }) => {
+                    if let Some(code) = guessed_socket(args, &err) {
+                        return code;
+                    }
                     eprintln!("jobctl: {err}");
                     let history = crate::adapter::state::load(&places.state_dir);
                     (
@@ -156,7 +292,7 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                         ExitCode::from(NOT_RUNNING),
                     )
                 }
-                other => return fail(other),
+                other => return fail(other, args),
             };
             if *json {
                 println!(
@@ -173,17 +309,24 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                 job: job.clone(),
                 wait: *wait,
             };
-            match call(command, if *wait { None } else { quick }) {
+            let answer = client::call_streaming(
+                &socket,
+                command,
+                if *wait { None } else { quick },
+                print_streamed,
+            );
+            match answer {
                 Ok(Body::Run(RunAnswer {
                     ended: Some(run), ..
                 })) => {
-                    println!("{}[{}]: {}", run.job, run.run_id, run.message);
-                    let code = match (run.exit_code, &run.signal) {
-                        (Some(code), _) => code,
-                        (None, Some(signal)) => 128 + signal_number(signal),
-                        (None, None) => 1,
-                    };
-                    ExitCode::from(code.clamp(0, 255) as u8)
+                    let shown = |text: &str| visible::escape(text).into_owned();
+                    println!(
+                        "{}[{}]: {}",
+                        shown(&run.job),
+                        shown(&run.run_id),
+                        shown(&run.message)
+                    );
+                    ExitCode::from(run.shell_status().clamp(0, 255) as u8)
                 }
                 Ok(Body::Run(RunAnswer {
                     decision, run_id, ..
@@ -212,27 +355,61 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                         }
                     }
                 },
-                other => fail(other),
+                other => fail(other, args),
+            }
+        }
+        JobctlCommand::Logs {
+            target,
+            lines,
+            follow,
+        } => {
+            let command = Command::Logs {
+                target: target.clone(),
+                lines: *lines,
+                follow: *follow,
+            };
+            if *follow {
+                return follow_logs(&socket, command, args, &style);
+            }
+            match call(command, quick) {
+                Ok(Body::Logs { lines }) => {
+                    print!("{}", render::logs(&lines, &style));
+                    ExitCode::SUCCESS
+                }
+                Err(err @ ClientError::NotRunning { .. }) => {
+                    if let Some(code) = guessed_socket(args, &err) {
+                        return code;
+                    }
+                    eprintln!("jobctl: {err}");
+                    match offline_logs(&places.state_dir, target.as_deref(), *lines) {
+                        Ok(lines) => {
+                            print!("{}", render::logs(&lines, &style));
+                            ExitCode::from(NOT_RUNNING)
+                        }
+                        Err(message) => {
+                            eprintln!("jobctl: {message}");
+                            ExitCode::from(FAILED)
+                        }
+                    }
+                }
+                other => fail(other, args),
             }
         }
         JobctlCommand::Reload { dry_run } => {
             match call(Command::Reload { dry_run: *dry_run }, quick) {
                 Ok(Body::Reload(answer)) => {
                     if let Some(error) = &answer.error {
-                        eprintln!("{error}");
+                        eprintln!("{}", visible::escape_lines(error));
                         return ExitCode::from(FAILED);
                     }
-                    let verb = if *dry_run { "would be" } else { "were" };
                     println!(
-                        "{}: {} {verb} added, {} removed, {} changed",
+                        "{}: {}",
                         if *dry_run {
                             "jobfile is valid"
                         } else {
                             "reloaded"
                         },
-                        answer.added.len(),
-                        answer.removed.len(),
-                        answer.changed.len()
+                        reload_counts(&answer, *dry_run)
                     );
                     for (what, names) in [
                         ("added", &answer.added),
@@ -240,12 +417,12 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                         ("changed", &answer.changed),
                     ] {
                         for name in names {
-                            println!("  {what}: {name}");
+                            println!("  {what}: {}", visible::escape(name));
                         }
                     }
                     ExitCode::SUCCESS
                 }
-                other => fail(other),
+                other => fail(other, args),
             }
         }
         JobctlCommand::Next { job, count } => {
@@ -258,18 +435,32 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                     print!("{}", render::next(&instants, &style));
                     ExitCode::SUCCESS
                 }
-                other => fail(other),
+                other => fail(other, args),
             }
         }
         JobctlCommand::Submit(submit) => {
-            let start = match (submit.at, submit.delay) {
-                (Some(at), _) => Start::At(at.to_utc()),
-                (None, Some(delay)) => Start::In(delay),
-                (None, None) => Start::Now,
-            };
             let config = match valid() {
                 Ok(config) => config,
                 Err(code) => return code,
+            };
+            let start = match (submit.at, submit.delay) {
+                (Some(at), _) => match instant(at, config.timezone) {
+                    Ok(at) => {
+                        if at <= Utc::now() {
+                            eprintln!(
+                                "jobctl: --at {} is in the past: the task runs now",
+                                check::rfc3339(at, config)
+                            );
+                        }
+                        Start::At(at)
+                    }
+                    Err(message) => {
+                        eprintln!("jobctl: --at: {message}");
+                        return ExitCode::from(USAGE);
+                    }
+                },
+                (None, Some(delay)) => Start::In(delay),
+                (None, None) => Start::Now,
             };
             if config.cluster.is_some() && !submit.spool {
                 return match crate::front::cluster::submit(
@@ -310,6 +501,24 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
     }
 }
 
+/// `1 was added, 0 removed, 2 changed`, or that nothing was.
+fn reload_counts(answer: &ReloadAnswer, dry_run: bool) -> String {
+    let (added, removed, changed) = (
+        answer.added.len(),
+        answer.removed.len(),
+        answer.changed.len(),
+    );
+    match (dry_run, added + removed + changed) {
+        (true, 0) => "nothing would be added, removed or changed".to_string(),
+        (false, 0) => "nothing was added, removed or changed".to_string(),
+        (true, _) => format!("{added} would be added, {removed} removed, {changed} changed"),
+        (false, _) => format!(
+            "{added} {} added, {removed} removed, {changed} changed",
+            if added == 1 { "was" } else { "were" }
+        ),
+    }
+}
+
 fn print_status(status: &Status, json: bool, style: &Style, code: ExitCode) -> ExitCode {
     if json {
         println!(
@@ -323,9 +532,12 @@ fn print_status(status: &Status, json: bool, style: &Style, code: ExitCode) -> E
 }
 
 /// An answer that is an error, or not the kind asked for.
-fn fail(answer: Result<Body, ClientError>) -> ExitCode {
+fn fail(answer: Result<Body, ClientError>, args: &JobctlArgs) -> ExitCode {
     match answer {
         Err(err @ ClientError::NotRunning { .. }) => {
+            if let Some(code) = guessed_socket(args, &err) {
+                return code;
+            }
             eprintln!("jobctl: {err}");
             ExitCode::from(NOT_RUNNING)
         }
@@ -340,7 +552,79 @@ fn fail(answer: Result<Body, ClientError>) -> ExitCode {
     }
 }
 
-fn signal_number(name: &str) -> i32 {
-    name.parse::<nix::sys::signal::Signal>()
-        .map_or(0, |s| s as i32)
+/// `--at` as an instant: a time without an offset is read in the jobfile's zone, as
+/// its schedules are; one the clocks skip or show twice there needs the offset.
+fn instant(at: At, zone: Tz) -> Result<DateTime<Utc>, String> {
+    let local = match at {
+        At::Instant(at) => return Ok(at.to_utc()),
+        At::Local(local) => local,
+    };
+    match zone.from_local_datetime(&local) {
+        LocalResult::Single(at) => Ok(at.to_utc()),
+        LocalResult::Ambiguous(first, second) => Err(format!(
+            "{local} occurs twice in {zone} (the clocks go back): add the offset, {} or {}",
+            first.format("%:z"),
+            second.format("%:z")
+        )),
+        LocalResult::None => Err(format!(
+            "{local} does not exist in {zone} (the clocks skip it): give a time after the change"
+        )),
+    }
+}
+
+const WHICH_JOBFILE: &str = "run jobctl in the folder of jobd.yaml, or name the jobfile \
+                             with -c PATH or JOBD_CONFIG=PATH, or jobd's socket with --socket PATH";
+
+/// Whether the jobfile itself could not be read (missing, unreadable, not a file).
+fn unreadable(err: &config::ConfigError) -> bool {
+    err.problems
+        .iter()
+        .any(|p| matches!(p.kind, config::ProblemKind::Unreadable(_)))
+}
+
+/// Nobody answered on the socket. When no `--socket` was given and the jobfile cannot
+/// be read, that socket was only the default beside a jobfile that is not there: the
+/// likely mistake is the folder jobctl runs in, not a stopped jobd, so say what was
+/// tried and exit 2 (usage), not 3 (not running), which scripts act on.
+fn guessed_socket(args: &JobctlArgs, err: &ClientError) -> Option<ExitCode> {
+    if args.socket.is_some() {
+        return None;
+    }
+    let Err(unread) = config::read(&args.jobfile.file.config) else {
+        return None;
+    };
+    let ClientError::NotRunning { socket, reason } = err else {
+        return None;
+    };
+    eprintln!("jobctl: {unread}");
+    eprintln!(
+        "jobctl: without it the control socket is a guess, and nothing answers there ({}: {reason})",
+        socket.display()
+    );
+    eprintln!("jobctl: {WHICH_JOBFILE}");
+    Some(ExitCode::from(USAGE))
+}
+
+/// A running jobd keeps the environment it was started with: `-e NAME` naming another
+/// one means the user thinks jobd runs jobs it does not run. Refuse, and say which.
+fn same_environment(wanted: &str, status: &Status) -> Result<(), ExitCode> {
+    let Some(daemon) = &status.daemon else {
+        return Ok(());
+    };
+    if daemon.environment.as_deref() == Some(wanted) {
+        return Ok(());
+    }
+    let running = match &daemon.environment {
+        Some(name) => format!("environment {name} (started with -e {name})"),
+        None => "no environment (started without -e)".to_string(),
+    };
+    eprintln!(
+        "jobctl: -e {wanted}: the running jobd (pid {}) runs in {running}",
+        daemon.pid
+    );
+    eprintln!(
+        "jobctl: -e chooses the environment only when jobd starts: leave it out (or unset \
+         JOBD_ENVIRONMENT), or restart jobd with -e {wanted}"
+    );
+    Err(ExitCode::from(USAGE))
 }

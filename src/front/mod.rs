@@ -3,5 +3,6 @@ pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
+pub mod preflight;
 pub mod render;
 pub mod submit;

@@ -1,13 +1,21 @@
 //! jobctl's tables: aligned, readable on 80 columns, in colour only on a terminal.
+//! Every string from jobd or its state goes through `shown`: a child's output or a
+//! name a submitter chose must not drive the terminal.
 
 use std::fmt::Write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 
-use crate::adapter::control::protocol::{ClusterStatus, NextInstant, Status};
+use crate::adapter::control::protocol::{ClusterStatus, NextInstant, SpoolStatus, Status};
 use crate::adapter::runtime::RuntimeStatus;
-use crate::model::record::{RunInfo, Verdict};
+use crate::leaf::visible;
+use crate::model::record::{LogLine, RunInfo, Stream, Verdict};
+
+/// `text` with its control characters written out.
+fn shown(text: &str) -> String {
+    visible::escape(text).into_owned()
+}
 
 /// How to show instants and whether to colour.
 pub struct Style {
@@ -64,13 +72,15 @@ fn millis(ms: u64) -> String {
     }
 }
 
-/// A wall-clock time in the jobfile's zone: the time alone today, the date too otherwise.
+/// A wall-clock time in the jobfile's zone: the time alone today, the date too
+/// otherwise; with its UTC offset, so that it reads the same as the log's UTC times
+/// and is never ambiguous in the hour a daylight-saving change repeats.
 fn clock(at: DateTime<Utc>, style: &Style) -> String {
     let local = at.with_timezone(&style.zone);
     if local.date_naive() == style.now.with_timezone(&style.zone).date_naive() {
-        local.format("%H:%M:%S").to_string()
+        local.format("%H:%M:%S%:z").to_string()
     } else {
-        local.format("%m-%d %H:%M").to_string()
+        local.format("%m-%d %H:%M%:z").to_string()
     }
 }
 
@@ -79,7 +89,7 @@ fn result(run: &RunInfo) -> String {
     match (run.outcome, run.exit_code, &run.signal) {
         (Verdict::Success, _, _) => "ok".to_string(),
         (Verdict::Failure, Some(code), _) => format!("exit {code}"),
-        (Verdict::Killed, _, Some(signal)) => signal.clone(),
+        (Verdict::Killed, _, Some(signal)) => shown(signal),
         (Verdict::SpawnError, _, _) => "not started".to_string(),
         (other, _, _) => other.word().to_string(),
     }
@@ -142,12 +152,12 @@ pub fn status(status: &Status, style: &Style) -> String {
             let _ = writeln!(
                 out,
                 "jobd {} (pid {}), up {}, environment {}, time zone {}\njobfile {}",
-                d.version,
+                shown(&d.version),
                 d.pid,
                 short(d.uptime_seconds as i64),
-                d.environment.as_deref().unwrap_or("none"),
-                d.timezone,
-                d.jobfile
+                shown(d.environment.as_deref().unwrap_or("none")),
+                shown(&d.timezone),
+                shown(&d.jobfile)
             );
         }
         None => {
@@ -165,11 +175,15 @@ pub fn status(status: &Status, style: &Style) -> String {
             style.red("last reload FAILED, the previous jobfile is still in use:")
         );
         for line in error.lines() {
-            let _ = writeln!(out, "  {line}");
+            let _ = writeln!(out, "  {}", shown(line));
         }
     }
     for problem in &status.problems {
-        let _ = writeln!(out, "{}", style.red(&format!("PROBLEM: {problem}")));
+        let _ = writeln!(
+            out,
+            "{}",
+            style.red(&format!("PROBLEM: {}", shown(problem)))
+        );
     }
     out.push('\n');
     let mut rows = vec![
@@ -211,8 +225,8 @@ pub fn status(status: &Status, style: &Style) -> String {
             outcome
         };
         rows.push(vec![
-            job.name.clone(),
-            job.schedule.clone(),
+            shown(&job.name),
+            shown(&job.schedule),
             next,
             last,
             outcome,
@@ -231,7 +245,7 @@ pub fn status(status: &Status, style: &Style) -> String {
         let _ = writeln!(
             out,
             "\none-off jobs in {}:\n  {} queued, {} delayed, {} running, {} waiting to retry, {}",
-            spool.dir,
+            shown(&spool.dir),
             spool.queued,
             spool.delayed,
             spool.running,
@@ -242,6 +256,9 @@ pub fn status(status: &Status, style: &Style) -> String {
                 failed
             }
         );
+        if !spool.tasks.is_empty() {
+            let _ = writeln!(out, "  {}", task_limits(spool));
+        }
     }
     out
 }
@@ -318,8 +335,62 @@ fn runtimes(runtimes: &[RuntimeStatus], style: &Style) -> String {
         );
         if let Some(error) = &runtime.last_error {
             let first = error.lines().next().unwrap_or_default();
-            let _ = writeln!(out, "    last error: {first}");
+            let _ = writeln!(out, "    last error: {}", shown(first));
         }
+    }
+    out
+}
+
+/// Jobs default to `max_instances: 1`, tasks to none: say which limit holds each task.
+fn task_limits(spool: &SpoolStatus) -> String {
+    let mut line = format!("at most {} at once (spool.workers)", spool.workers);
+    let own: Vec<String> = spool
+        .tasks
+        .iter()
+        .filter_map(|t| Some(format!("{} {}", t.name, t.max_instances?)))
+        .collect();
+    if !own.is_empty() {
+        let _ = write!(line, "; max_instances: {}", own.join(", "));
+    }
+    let unlimited: Vec<&str> = spool
+        .tasks
+        .iter()
+        .filter(|t| t.max_instances.is_none())
+        .map(|t| t.name.as_str())
+        .collect();
+    if !unlimited.is_empty() {
+        let _ = write!(
+            line,
+            "; no max_instances (the default for tasks): {}",
+            unlimited.join(", ")
+        );
+    }
+    line
+}
+
+/// `jobctl logs`: one line each, `TIME JOB[RUN_ID] TEXT`, stderr lines marked.
+pub fn logs(lines: &[LogLine], style: &Style) -> String {
+    let mut out = String::new();
+    for line in lines {
+        let at = parse(&line.at).map_or_else(
+            || shown(&line.at),
+            |at| {
+                at.with_timezone(&style.zone)
+                    .format("%m-%d %H:%M:%S%.3f%:z")
+                    .to_string()
+            },
+        );
+        let text = shown(&line.text);
+        let text = match line.stream {
+            Stream::Stdout => text,
+            Stream::Stderr => style.red(&text),
+        };
+        let _ = writeln!(
+            out,
+            "{at} {}[{}] {text}",
+            shown(&line.job),
+            shown(&line.run_id)
+        );
     }
     out
 }
@@ -348,10 +419,10 @@ pub fn history(runs: &[RunInfo], style: &Style) -> String {
     let mut outputs = Vec::new();
     for run in runs {
         let scheduled = parse(&run.scheduled_at).map_or_else(
-            || run.scheduled_at.clone(),
+            || shown(&run.scheduled_at),
             |at| {
                 at.with_timezone(&style.zone)
-                    .format("%Y-%m-%d %H:%M:%S%.3f")
+                    .format("%Y-%m-%d %H:%M:%S%.3f%:z")
                     .to_string()
             },
         );
@@ -364,8 +435,8 @@ pub fn history(runs: &[RunInfo], style: &Style) -> String {
         };
         let outcome = result(run);
         rows.push(vec![
-            run.job.clone(),
-            run.run_id.clone(),
+            shown(&run.job),
+            shown(&run.run_id),
             scheduled,
             delay,
             millis(run.duration_ms),
@@ -377,7 +448,7 @@ pub fn history(runs: &[RunInfo], style: &Style) -> String {
             run.attempt.to_string(),
         ]);
         if hosts && let Some(row) = rows.last_mut() {
-            row.push(run.host.clone().unwrap_or_default());
+            row.push(shown(run.host.as_deref().unwrap_or_default()));
         }
         if run.outcome.is_failure() {
             outputs.push(run);
@@ -385,9 +456,15 @@ pub fn history(runs: &[RunInfo], style: &Style) -> String {
     }
     out.push_str(&table(&rows));
     for run in outputs {
-        let _ = writeln!(out, "\n{}[{}]: {}", run.job, run.run_id, run.message);
+        let _ = writeln!(
+            out,
+            "\n{}[{}]: {}",
+            shown(&run.job),
+            shown(&run.run_id),
+            shown(&run.message)
+        );
         for line in &run.output {
-            let _ = writeln!(out, "  | {line}");
+            let _ = writeln!(out, "  | {}", shown(line));
         }
     }
     out
@@ -399,14 +476,53 @@ pub fn next(instants: &[NextInstant], style: &Style) -> String {
         .iter()
         .map(|n| {
             let at = parse(&n.at).map_or_else(
-                || n.at.clone(),
+                || shown(&n.at),
                 |at| {
                     at.with_timezone(&style.zone)
                         .to_rfc3339_opts(SecondsFormat::AutoSi, false)
                 },
             );
-            vec![at, n.job.clone()]
+            vec![at, shown(&n.job)]
         })
         .collect();
     table(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_child_wrote_cannot_drive_the_terminal() {
+        let run = RunInfo {
+            job: "job\x1b]0;title\x07".into(),
+            run_id: "1\r".into(),
+            attempt: 1,
+            scheduled_at: "2030-01-01T00:00:00Z".into(),
+            started_at: "2030-01-01T00:00:00Z".into(),
+            ended_at: "2030-01-01T00:00:01Z".into(),
+            duration_ms: 1000,
+            outcome: Verdict::Killed,
+            exit_code: None,
+            signal: Some("SIG\x1b[2J".into()),
+            message: "killed\x1b[2J".into(),
+            output: vec!["\x1b[31mred\rover\u{9b}1m".into()],
+            host: None,
+        };
+        let style = Style {
+            zone: chrono_tz::UTC,
+            colour: false,
+            now: Utc::now(),
+        };
+        let text = history(&[run], &style);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains(r"| \x1b[31mred\rover\u{9b}1m"), "{text}");
+        assert!(
+            text.contains(r"job\x1b]0;title\x07[1\r]: killed\x1b[2J"),
+            "{text}"
+        );
+    }
 }

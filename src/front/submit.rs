@@ -107,6 +107,17 @@ pub fn request(
             known: config.tasks.iter().map(|t| t.name.clone()).collect(),
         });
     }
+    // Each variable alone first, so that a refusal names it as typed on the command
+    // line rather than a place in the JSON that jobctl writes.
+    for (name, value) in env {
+        let alone = serde_json::json!({"task": task, "env": {name: value}}).to_string();
+        if let Err(reason) = request::parse(&alone) {
+            return Err(SubmitError::Invalid(format!(
+                "--env {name}: {}",
+                unplaced(&reason)
+            )));
+        }
+    }
     let mut body = serde_json::Map::new();
     body.insert("task".into(), task.into());
     if !args.is_empty() {
@@ -136,6 +147,15 @@ pub fn request(
     // Refuse here, with the reason, what jobd would move to failed/.
     request::parse(&text).map_err(SubmitError::Invalid)?;
     Ok(text)
+}
+
+/// A spool file's refusal without its `line L, column C: env:` prefix.
+fn unplaced(reason: &str) -> &str {
+    let reason = match reason.split_once(": ") {
+        Some((place, rest)) if place.starts_with("line ") => rest,
+        _ => reason,
+    };
+    reason.strip_prefix("env: ").unwrap_or(reason)
 }
 
 /// `TASK.<UTC time>.<pid>.<random>.json`: sorts by submission time, never collides.

@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Whether a replaced file must survive a power cut (an fsync before the rename), or
@@ -44,6 +44,23 @@ pub fn replace(path: &Path, bytes: &[u8], mode: u32, durability: Durability) -> 
     written
 }
 
+/// Create `dir` and whichever of its parents are missing, each with exactly `mode`
+/// (the umask does not apply). Folders that exist are left as they are.
+pub fn create_dirs(dir: &Path, mode: u32) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dirs(parent, mode)?;
+    }
+    match fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(mode)),
+        // Made by someone else meanwhile.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Make a directory's entries (a rename into or out of it) durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -76,6 +93,26 @@ mod tests {
                 Durability::Synced
             )
             .is_err()
+        );
+    }
+
+    #[test]
+    fn folders_are_made_with_the_chosen_mode_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/c");
+        let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+        create_dirs(&deep, 0o711).unwrap();
+        nix::sys::stat::umask(old);
+        for made in ["a", "a/b", "a/b/c"] {
+            let mode = fs::metadata(dir.path().join(made)).unwrap().mode() & 0o777;
+            assert_eq!(mode, 0o711, "{made}");
+        }
+        fs::set_permissions(&deep, fs::Permissions::from_mode(0o700)).unwrap();
+        create_dirs(&deep, 0o711).unwrap();
+        assert_eq!(
+            fs::metadata(&deep).unwrap().mode() & 0o777,
+            0o700,
+            "an existing folder is left alone"
         );
     }
 }

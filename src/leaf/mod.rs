@@ -12,5 +12,6 @@ pub mod signals;
 pub mod suggest;
 pub mod timer;
 pub mod timestamp;
+pub mod visible;
 pub mod words;
 pub mod yaml;

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
-/// A position in the source text, 1-based, in characters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// A position in the source text, 1-based, in characters; ordered as in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Pos {
     pub line: u64,
     pub column: u64,
@@ -114,16 +114,60 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
             value: Value::Null,
             pos: Pos { line: 1, column: 1 },
         }),
-        Err(err) => Err(YamlError {
-            pos: err.location().and_then(|loc| {
+        Err(err) => {
+            let pos = err.location().and_then(|loc| {
                 (loc.line() > 0).then(|| Pos {
                     line: loc.line(),
                     column: loc.column(),
                 })
-            }),
-            message: describe(&err),
-        }),
+            });
+            let message = match (unknown_alias(&err), pos) {
+                (true, Some(pos)) => alias_hint(text, pos),
+                _ => describe(&err),
+            };
+            Err(YamlError { pos, message })
+        }
     }
+}
+
+fn unknown_alias(err: &serde_saphyr::Error) -> bool {
+    use serde_saphyr::Error as E;
+    match err {
+        E::UnknownAnchor { .. } => true,
+        E::AliasError { error, .. } | E::WithSnippet { error, .. } => unknown_alias(error),
+        _ => false,
+    }
+}
+
+/// An unquoted value that starts with `*` is an alias in YAML (a reference to an
+/// `&anchor`): what cron users write as `schedule: */5 * * * *`. Say so, and show the
+/// value quoted, rather than "unknown anchor".
+fn alias_hint(text: &str, pos: Pos) -> String {
+    let line = text
+        .lines()
+        .nth(pos.line.saturating_sub(1) as usize)
+        .unwrap_or("");
+    let from: String = line
+        .chars()
+        .skip(pos.column.saturating_sub(1) as usize)
+        .collect();
+    let value = match from.find(" #") {
+        Some(at) => &from[..at],
+        None => &from,
+    }
+    .trim_end();
+    if !value.starts_with('*') {
+        return "an alias (`*name`) refers to an anchor (`&name`) that is not defined".to_string();
+    }
+    let quoted = if value.contains('"') {
+        format!("'{value}'")
+    } else {
+        format!("\"{value}\"")
+    };
+    format!(
+        "`{value}` starts with `*`, which YAML reads as an alias (a reference to an `&anchor`); \
+         put the value in quotes: {quoted}"
+    )
 }
 
 /// Messages in the user's terms: what is wrong with their file, not which parser option
@@ -325,6 +369,17 @@ mod tests {
     fn syntax_errors_have_a_position() {
         let err = parse("a: [1, 2\nb: 3\n").unwrap_err();
         assert!(err.pos.is_some(), "{err:?}");
+    }
+
+    #[test]
+    fn an_unquoted_cron_expression_is_told_to_be_quoted() {
+        let err = parse("jobs:\n  a:\n    schedule: */5 * * * * *   # every 5s\n").unwrap_err();
+        assert_eq!(err.pos, Some(at(3, 15)));
+        assert_eq!(
+            err.message,
+            "`*/5 * * * * *` starts with `*`, which YAML reads as an alias (a reference to an \
+             `&anchor`); put the value in quotes: \"*/5 * * * * *\""
+        );
     }
 
     #[test]

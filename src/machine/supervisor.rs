@@ -17,19 +17,14 @@ use crate::leaf::now::Now;
 use crate::leaf::output::{Lines, LogBudget, Tail};
 use crate::leaf::{duration, timestamp};
 use crate::model::config::RunSpec;
-use crate::model::record::{ExitStatus, Outcome, RunRecord, Stop};
+pub use crate::model::record::Stream;
+use crate::model::record::{ExitStatus, LogLine, Outcome, RunRecord, Stop};
 
 /// Output read from one pipe per wake-up: a flooding child gets its turn, then the
 /// loop goes back to the timer and the other children.
 const READ_CHUNK: usize = 64 * 1024;
 /// Output still read from a run's pipes after its process exited, at most.
 const FINAL_DRAIN: usize = 256 * 1024;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
 
 /// Where a run came from: what its end means.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +139,8 @@ pub enum Which<'a> {
 pub struct Supervisor<S: Spawner> {
     spawner: S,
     runs: Vec<Run>,
+    /// Lines read since `take_output`, within each run's log budget.
+    output: Vec<LogLine>,
     lingering: Vec<Lingering>,
     /// Run ids are `<boot>-<n>`: unique across restarts without a clock or a counter
     /// on disk.
@@ -158,6 +155,7 @@ impl<S: Spawner> Supervisor<S> {
         Supervisor {
             spawner,
             runs: Vec::new(),
+            output: Vec::new(),
             lingering: Vec::new(),
             boot,
             next_run: 1,
@@ -183,6 +181,19 @@ impl<S: Spawner> Supervisor<S> {
             .iter()
             .filter(|run| run.job == job && run.origin == Origin::Job)
             .count()
+    }
+
+    /// The job (or task, or hook run name) of the running run `run_id`.
+    pub fn job_of(&self, run_id: &str) -> Option<&str> {
+        self.runs
+            .iter()
+            .find(|run| run.id == run_id)
+            .map(|run| run.job.as_str())
+    }
+
+    /// The names of the jobs, tasks and hooks running now.
+    pub fn running_names(&self) -> impl Iterator<Item = &str> {
+        self.runs.iter().map(|run| run.job.as_str())
     }
 
     /// Whether the `on_failure` hook of `job` is running.
@@ -295,8 +306,14 @@ impl<S: Spawner> Supervisor<S> {
     /// A pipe is readable (or closed): read one chunk and log its lines.
     pub fn read_output(&mut self, key: u64, stream: Stream, now: Now) {
         if let Some(run) = self.runs.iter_mut().find(|run| run.key == key) {
-            drain(run, stream, READ_CHUNK, now.mono);
+            drain(run, stream, READ_CHUNK, now, &mut self.output);
         }
+    }
+
+    /// The lines runs wrote since the last call (those the log took: a flooding run
+    /// is held to its budget here too), for the per-job logs and waiting clients.
+    pub fn take_output(&mut self) -> Vec<LogLine> {
+        std::mem::take(&mut self.output)
     }
 
     /// A process ended. `None` when it is not one of the runs (an adopted orphan).
@@ -304,8 +321,8 @@ impl<S: Spawner> Supervisor<S> {
         let index = self.runs.iter().position(|run| run.pid == pid)?;
         let mut run = self.runs.swap_remove(index);
         for stream in [Stream::Stdout, Stream::Stderr] {
-            drain(&mut run, stream, FINAL_DRAIN, now.mono);
-            close(&mut run, stream, now.mono);
+            drain(&mut run, stream, FINAL_DRAIN, now, &mut self.output);
+            close(&mut run, stream, now, &mut self.output);
         }
         if let Some(dropped) = run.budget.flush() {
             warn!(
@@ -511,7 +528,7 @@ fn signal_run(spawner: &mut impl Spawner, pid: Pid, signal: Signal) {
     }
 }
 
-fn drain(run: &mut Run, stream: Stream, limit: usize, now: Instant) {
+fn drain(run: &mut Run, stream: Stream, limit: usize, now: Now, out: &mut Vec<LogLine>) {
     let pipe = match stream {
         Stream::Stdout => &mut run.stdout,
         Stream::Stderr => &mut run.stderr,
@@ -533,6 +550,7 @@ fn drain(run: &mut Run, stream: Stream, limit: usize, now: Instant) {
                     id: &run.id,
                     budget: &mut run.budget,
                     tail: &mut run.tail,
+                    out: &mut *out,
                 };
                 open.lines
                     .push(&buf[..n], |line| sink.line(stream, line, now));
@@ -542,11 +560,11 @@ fn drain(run: &mut Run, stream: Stream, limit: usize, now: Instant) {
         }
     }
     if ended {
-        close(run, stream, now);
+        close(run, stream, now, out);
     }
 }
 
-fn close(run: &mut Run, stream: Stream, now: Instant) {
+fn close(run: &mut Run, stream: Stream, now: Now, out: &mut Vec<LogLine>) {
     let pipe = match stream {
         Stream::Stdout => run.stdout.take(),
         Stream::Stderr => run.stderr.take(),
@@ -557,23 +575,26 @@ fn close(run: &mut Run, stream: Stream, now: Instant) {
             id: &run.id,
             budget: &mut run.budget,
             tail: &mut run.tail,
+            out,
         };
         pipe.lines.finish(|line| sink.line(stream, line, now));
     }
 }
 
-/// Where a run's output lines go: the log (within its budget) and the kept tail.
+/// Where a run's output lines go: the log and the output handed on (within its
+/// budget), and the kept tail.
 struct Sink<'a> {
     job: &'a str,
     id: &'a str,
     budget: &'a mut LogBudget,
     tail: &'a mut Tail,
+    out: &'a mut Vec<LogLine>,
 }
 
 impl Sink<'_> {
-    fn line(&mut self, stream: Stream, line: &[u8], now: Instant) {
+    fn line(&mut self, stream: Stream, line: &[u8], now: Now) {
         self.tail.push(line);
-        let (allowed, dropped) = self.budget.take(now);
+        let (allowed, dropped) = self.budget.take(now.mono);
         let (job, id) = (self.job, self.id);
         if let Some(dropped) = dropped {
             warn!("{job}[{id}]: {dropped} lines of output not logged (too many per second)");
@@ -581,11 +602,20 @@ impl Sink<'_> {
         if !allowed {
             return;
         }
+        // Control characters are escaped where every log line is written
+        // (`leaf::logging`), once.
         let text = String::from_utf8_lossy(line);
         match stream {
             Stream::Stdout => info!("{job}[{id}]: {text}"),
             Stream::Stderr => warn!("{job}[{id}]: {text}"),
         }
+        self.out.push(LogLine {
+            at: timestamp::precise(now.wall),
+            job: job.to_string(),
+            run_id: id.to_string(),
+            stream,
+            text: text.into_owned(),
+        });
     }
 }
 

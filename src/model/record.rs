@@ -202,6 +202,35 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// Which of a run's pipes a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn word(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// One line a run wrote, as `jobctl logs` and `run --wait` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// When jobd read it: RFC 3339 in UTC with microseconds.
+    pub at: String,
+    pub job: String,
+    pub run_id: String,
+    pub stream: Stream,
+    /// As the run wrote it (invalid UTF-8 replaced), without its newline.
+    pub text: String,
+}
+
 /// How a process ended, as its parent (or a runtime server) saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {

@@ -21,18 +21,20 @@
 //!
 //! # Daylight saving time
 //!
-//! Cron jobs follow cronie, split on the hour field alone:
+//! Cron jobs follow cronie, which splits them on the minute and hour fields:
 //!
-//! * A *fixed-time* job has an hour field made of values, lists and ranges only
-//!   (`2`, `1,13`, `9-17`). It runs once at each local time it names. A named
-//!   time inside a spring-forward gap runs at the first instant after the gap,
-//!   and all such times of one gap make a single run there. A named time that
-//!   occurs twice runs at its first occurrence only. Ranges count as fixed so
-//!   that `9-17` behaves exactly like the list `9,10,...,17`.
-//! * Every other cron job (hour `*`, or any step such as `*/2` or `8-18/2`)
-//!   follows elapsed time: it runs whenever the local clock shows a matching
-//!   time. Local times skipped by the clock do not run, local times shown twice
-//!   run twice (at distinct instants), and nothing else pauses.
+//! * A *wildcard* job has a minute or an hour field that starts with `*` (`*`,
+//!   `*/5`). It follows elapsed time: it runs whenever the local clock shows a
+//!   matching time. Local times skipped by the clock do not run, local times
+//!   shown twice run twice (at distinct instants), and nothing else pauses.
+//! * Every other cron job is *fixed-time* (`30 2`, `0,30 1,13`, `0 9-17`,
+//!   `30 8-18/2`). It runs once at each local time it names. A named time inside
+//!   a spring-forward gap runs at the first instant after the gap, and all such
+//!   times of one gap make a single run there. A named time that occurs twice
+//!   runs at its first occurrence only.
+//!
+//! The seconds field, which cronie does not have, plays no part: it only says
+//! which seconds of a named minute fire.
 //!
 //! Interval schedules ([`Schedule::every`]) ignore time zones altogether.
 
@@ -103,6 +105,16 @@ impl std::error::Error for ScheduleError {}
 impl Schedule {
     /// Parses a cron expression evaluated in `zone`.
     pub fn cron(expr: &str, zone: Tz) -> Result<Schedule, ScheduleError> {
+        Schedule::parse_cron(expr, zone).map_err(|err| match seconds_first(expr, zone) {
+            Some(meant) => ScheduleError::new(format!(
+                "{err}; with 6 fields the seconds come first (second minute hour \
+                 day-of-month month day-of-week): did you mean `{meant}`?"
+            )),
+            None => err,
+        })
+    }
+
+    fn parse_cron(expr: &str, zone: Tz) -> Result<Schedule, ScheduleError> {
         let written = expr.trim();
         let mut fields = split_fields(written)?;
         if fields.len() == 5 {
@@ -121,7 +133,8 @@ impl Schedule {
         if dom != "*" && dow != "*" && (dom.starts_with('*') || dow.starts_with('*')) {
             normalized[DAY_OF_WEEK].insert(0, '+');
         }
-        let fixed_time = !normalized[HOUR].contains(['*', '/']);
+        // cronie's MIN_STAR and HR_STAR: the written field starts with `*`.
+        let fixed_time = !fields[MINUTE].starts_with('*') && !fields[HOUR].starts_with('*');
         let normalized = normalized.join(" ");
 
         let cron = CronParser::builder()
@@ -174,6 +187,15 @@ impl Schedule {
         match self {
             Schedule::Cron(cron) => Some((&cron.written, cron.zone)),
             Schedule::Every(_) => None,
+        }
+    }
+
+    /// Whether two schedules name the same times, each in its own zone: a reload that
+    /// changes `timezone:` changes every cron schedule, but not what it says.
+    pub fn same_rule(&self, other: &Schedule) -> bool {
+        match (self, other) {
+            (Schedule::Cron(a), Schedule::Cron(b)) => a.normalized == b.normalized,
+            (a, b) => a == b,
         }
     }
 
@@ -347,6 +369,21 @@ fn matches_some_day(cron: &Cron) -> bool {
     })
 }
 
+/// croniter (django-q2, Celery's crontab parsers) writes six fields with the seconds
+/// last: `0 3 * * 1-5 30`. When a six-field expression fails and would parse with its
+/// last field moved to the front, that is what was meant.
+fn seconds_first(expr: &str, zone: Tz) -> Option<String> {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let [rest @ .., seconds] = fields.as_slice() else {
+        return None;
+    };
+    if fields.len() != 6 {
+        return None;
+    }
+    let meant = format!("{seconds} {}", rest.join(" "));
+    Schedule::parse_cron(&meant, zone).ok().map(|_| meant)
+}
+
 fn split_fields(expr: &str) -> Result<Vec<&str>, ScheduleError> {
     let fields: Vec<&str> = expr.split_whitespace().collect();
     match fields.first() {
@@ -387,6 +424,7 @@ fn expand_alias(alias: &str) -> Result<&'static str, ScheduleError> {
     }
 }
 
+const MINUTE: usize = 1;
 const HOUR: usize = 2;
 const DAY_OF_MONTH: usize = 3;
 const DAY_OF_WEEK: usize = 5;
@@ -709,6 +747,24 @@ mod tests {
                 "2027-03-27T23:00:00+01:00",
                 vec!["2027-03-28T03:00:00+02:00", "2027-03-29T02:00:00+02:00"],
             ),
+            // cronie's rule: a minute field starting with `*` makes a wildcard job,
+            // which follows the clock: the skipped 02:xx does not run at all.
+            (
+                cron(Amsterdam, "*/5 2 * * *"),
+                "2027-03-27T12:00:00+01:00",
+                vec!["2027-03-29T02:00:00+02:00", "2027-03-29T02:05:00+02:00"],
+            ),
+            // A stepped hour that does not start with `*` is fixed-time: 02:30 is in
+            // the gap and runs right after it.
+            (
+                cron(Amsterdam, "30 2-4/2 * * *"),
+                "2027-03-27T12:00:00+01:00",
+                vec![
+                    "2027-03-28T03:00:00+02:00",
+                    "2027-03-28T04:30:00+02:00",
+                    "2027-03-29T02:30:00+02:00",
+                ],
+            ),
             // A named time in the gap and the time right after it share one run.
             (
                 cron(Amsterdam, "0 2,3 * * *"),
@@ -762,6 +818,28 @@ mod tests {
                 ],
             ),
             // Amsterdam, fall back 2027-10-31: 03:00 CEST -> 02:00 CET.
+            // A wildcard job runs in both passes of the repeated hour, as cronie's do.
+            (
+                cron(Amsterdam, "*/30 2 * * *"),
+                "2027-10-30T12:00:00+02:00",
+                vec![
+                    "2027-10-31T02:00:00+02:00",
+                    "2027-10-31T02:30:00+02:00",
+                    "2027-10-31T02:00:00+01:00",
+                    "2027-10-31T02:30:00+01:00",
+                    "2027-11-01T02:00:00+01:00",
+                ],
+            ),
+            // A fixed-time job with a stepped hour runs in the first pass only.
+            (
+                cron(Amsterdam, "30 2-4/2 * * *"),
+                "2027-10-30T12:00:00+02:00",
+                vec![
+                    "2027-10-31T02:30:00+02:00",
+                    "2027-10-31T04:30:00+01:00",
+                    "2027-11-01T02:30:00+01:00",
+                ],
+            ),
             (
                 cron(Amsterdam, "30 2 * * *"),
                 "2027-10-30T12:00:00+02:00",
@@ -1024,6 +1102,19 @@ mod tests {
                     "2027-06-15T00:00:00Z",
                     "2027-07-15T00:00:00Z",
                     "2027-08-16T00:00:00Z",
+                ],
+            ),
+            // 31W in a month of 30 days (or fewer) names no day: that month has no
+            // run. 2027-03-31 is a Wednesday, 2027-05-31 a Monday, 2027-07-31 a
+            // Saturday.
+            (
+                cron(utc, "0 0 31W * *"),
+                "2027-03-01T00:00:00Z",
+                vec![
+                    "2027-03-31T00:00:00Z",
+                    "2027-05-31T00:00:00Z",
+                    "2027-07-30T00:00:00Z",
+                    "2027-08-31T00:00:00Z",
                 ],
             ),
             // 2027-05-01 is a Saturday; W does not leave the month.
@@ -1355,6 +1446,13 @@ mod tests {
                 "@daily 0",
                 "@daily must stand alone, found 1 more field(s) after it",
             ),
+            // croniter's order, seconds last.
+            (
+                "0 3 * * 1-5 30",
+                "day-of-week field: 30 is out of range 0-7; with 6 fields the seconds come \
+                 first (second minute hour day-of-month month day-of-week): did you mean \
+                 `30 0 3 * * 1-5`?",
+            ),
         ];
         for (expr, message) in rows {
             let err = Schedule::cron(expr, Tz::UTC).expect_err(expr);
@@ -1369,6 +1467,8 @@ mod tests {
             cron(Amsterdam, " 0  0 0 * * 1 ")
         );
         assert_eq!(cron(Amsterdam, "@daily"), cron(Amsterdam, "0 0 * * *"));
+        assert!(cron(Amsterdam, "@daily").same_rule(&cron(New_York, "0 0 * * *")));
+        assert!(!cron(Amsterdam, "@daily").same_rule(&cron(New_York, "0 1 * * *")));
         assert_ne!(
             cron(Amsterdam, "0 0 * * MON"),
             cron(New_York, "0 0 * * MON")
@@ -1434,8 +1534,8 @@ mod tests {
         "0,30 2 * * *",
         "0 2 * * *",
         "0 2,3 * * *",
-        "* 2 * * *",
-        "*/10 1-3 * * *",
+        "5 1-3/1 * * *",
+        "0-59/10 1-3 * * *",
         "45 0 * * *",
         "30 23 * * *",
         "0 0 * * *",
@@ -1444,13 +1544,15 @@ mod tests {
         "0 12 * * *",
     ];
 
-    const ELAPSED_TIME: [&str; 8] = [
+    const ELAPSED_TIME: [&str; 10] = [
         "*/15 * * * *",
         "30 * * * *",
         "0 */1 * * *",
         "0 */2 * * *",
         "*/7 * * * *",
-        "5 1-3/1 * * *",
+        "* 2 * * *",
+        "*/10 1-3 * * *",
+        "*/5 2 * * *",
         "* * * * *",
         "@hourly",
     ];

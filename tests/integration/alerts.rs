@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::{Dir, eventually};
@@ -206,8 +205,106 @@ jobs:
     jobd.stop();
 }
 
-/// The metrics file, parsed by the Prometheus project's own Python parser.
+/// The metrics file, read by a strict parser of the Prometheus text format: each
+/// sample as `name{label="value",...}` (labels sorted) and its value.
 fn parse_metrics(path: &std::path::Path) -> HashMap<String, f64> {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    samples(&text).unwrap_or_else(|e| panic!("the metrics file is malformed: {e}\n{text}"))
+}
+
+fn samples(text: &str) -> Result<HashMap<String, f64>, String> {
+    use openmetrics_parser::PrometheusValue;
+    let exposition =
+        openmetrics_parser::prometheus::parse_prometheus(text).map_err(|e| e.to_string())?;
+    let mut samples = HashMap::new();
+    for family in exposition.families.values() {
+        for sample in family.iter_samples() {
+            let mut labels: Vec<String> = sample
+                .get_labelset()
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|(name, value)| format!("{name}=\"{}\"", escape_label(value)))
+                .collect();
+            labels.sort();
+            let value = match &sample.value {
+                PrometheusValue::Counter(counter) => counter.value.as_f64(),
+                PrometheusValue::Gauge(n) | PrometheusValue::Unknown(n) => n.as_f64(),
+                other => return Err(format!("jobd writes no histograms or summaries: {other:?}")),
+            };
+            let key = format!("{}{{{}}}", family.family_name, labels.join(","));
+            if samples.insert(key.clone(), value).is_some() {
+                return Err(format!("{key} twice"));
+            }
+        }
+    }
+    Ok(samples)
+}
+
+/// A label value as the text format writes it.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[test]
+fn the_metrics_parser_refuses_malformed_files() {
+    let good = "# HELP jobd_x A counter.\n# TYPE jobd_x counter\njobd_x{job=\"a\\\"b\"} 3\n";
+    assert_eq!(
+        samples(good).unwrap(),
+        HashMap::from([(r#"jobd_x{job="a\"b"}"#.to_string(), 3.0)])
+    );
+    for malformed in [
+        "# TYPE jobd_x counter\njobd_x{job=\"a\" 1\n",
+        "# TYPE jobd_x counter\njobd_x{job=\"a\"} one\n",
+        "# TYPE jobd_x counter\njobd_x{job=\"a\"} 1\njobd_x{job=\"a\"} 2\n",
+        "# TYPE jobd_x countr\njobd_x 1\n",
+        "# TYPE jobd_x counter\njobd_x{job=\"a\\q\"} 1\n",
+        "# TYPE jobd_x counter\njobd_x{job=a} 1\n",
+        "# TYPE jobd_x counter\njobd_x 1 2 3\n",
+        "# TYPE jobd_x counter\njobd_x{9job=\"a\"} 1\n",
+    ] {
+        assert!(
+            samples(malformed).is_err(),
+            "accepted as valid:\n{malformed}"
+        );
+    }
+}
+
+/// An extra check, run by .ci/run (`cargo test -- --ignored extra_`), which installs its
+/// tool: the Prometheus project's own Python parser reads jobd's metrics file as the
+/// Rust parser above does.
+#[test]
+#[ignore = "extra check: needs python3 with prometheus_client, which .ci/run installs"]
+fn extra_prometheus_client_reads_the_metrics_file_as_the_tests_do() {
+    let dir = Dir::new(
+        r#"
+timezone: UTC
+shutdown_grace: 2s
+metrics_file: jobd.prom
+jobs:
+  tick:
+    every: 200ms
+    command: ["true"]
+  broken:
+    every: 300ms
+    command: 'exit 2'
+    alert_after: 1s
+    on_failure: ["true"]
+"#,
+    );
+    let mut jobd = dir.start(&[]);
+    let prom = dir.join("jobd.prom");
+    let failed = r#"jobd_job_runs_total{job="broken",outcome="failure"}"#;
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            prom.exists() && parse_metrics(&prom).get(failed).is_some_and(|n| *n >= 2.0)
+        }),
+        "{}",
+        jobd.log()
+    );
+    jobd.stop();
     let script = r#"
 import sys
 from prometheus_client.parser import text_string_to_metric_families
@@ -216,25 +313,26 @@ for family in text_string_to_metric_families(open(sys.argv[1]).read()):
         labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
         print(f"{s.name}{{{labels}}} {s.value}")
 "#;
-    let out = Command::new("python3")
+    let out = std::process::Command::new("python3")
         .args(["-c", script])
-        .arg(path)
+        .arg(&prom)
         .output()
         .expect("python3 runs");
     assert!(
         out.status.success(),
-        "the Prometheus parser refused the file (pip install prometheus_client): {}\n{}",
+        "prometheus_client refused the file (.ci/run installs it with pip): {}\n{}",
         String::from_utf8_lossy(&out.stderr),
-        fs::read_to_string(path).unwrap_or_default()
+        fs::read_to_string(&prom).unwrap_or_default()
     );
-    String::from_utf8(out.stdout)
+    let python: HashMap<String, f64> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
-        .map(|l| {
-            let (name, value) = l.rsplit_once(' ').unwrap();
+        .map(|line| {
+            let (name, value) = line.rsplit_once(' ').unwrap();
             (name.to_string(), value.parse().unwrap())
         })
-        .collect()
+        .collect();
+    assert_eq!(python, parse_metrics(&prom));
 }
 
 #[test]

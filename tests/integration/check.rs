@@ -1,5 +1,7 @@
 //! `jobd check`: fire times on stdout, problems with file:line:column on stderr.
 
+use std::fs;
+
 use crate::harness::Dir;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/jobd.yaml");
@@ -32,7 +34,8 @@ fn prints_the_next_fire_times_of_the_example() {
         assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
     }
     assert!(
-        run.stderr().contains("ok: 5 jobs (1 disabled), 1 task"),
+        run.stderr()
+            .contains("ok: 6 jobs (5 enabled, 1 disabled), 1 task"),
         "{}",
         run.stderr()
     );
@@ -164,4 +167,117 @@ fn usage_errors_exit_2() {
     let help = dir.jobd(&["--help"]);
     help.code(0);
     assert!(help.stdout().contains("--config"));
+}
+
+#[test]
+fn cron_slips_from_other_tools_get_a_hint() {
+    let dir = Dir::new("jobs:\n  unquoted:\n    schedule: */5 * * * * *\n    command: [x]\n");
+    let run = dir.jobd(&["check"]);
+    run.code(1);
+    let file = dir.jobfile();
+    let expected = format!(
+        "{}:3:15: invalid YAML: `*/5 * * * * *` starts with `*`, which YAML reads as an alias \
+         (a reference to an `&anchor`); put the value in quotes: \"*/5 * * * * *\"",
+        file.display()
+    );
+    assert!(run.stderr().contains(&expected), "{}", run.stderr());
+
+    fs::write(
+        dir.jobfile(),
+        "jobs:\n  croniter:\n    schedule: \"0 3 * * 1-5 30\"\n    command: [x]\n",
+    )
+    .unwrap();
+    let run = dir.jobd(&["check"]);
+    run.code(1);
+    assert!(
+        run.stderr().contains(
+            "jobs.croniter.schedule: bad cron expression `0 3 * * 1-5 30`: day-of-week field: \
+             30 is out of range 0-7; with 6 fields the seconds come first (second minute hour \
+             day-of-month month day-of-week): did you mean `30 0 3 * * 1-5`?"
+        ),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn warnings_name_what_this_host_lacks_and_strict_makes_them_errors() {
+    let dir = Dir::new(
+        r#"jobs:
+  venv:
+    every: 1h
+    command: [.venv/bin/python, manage.py, send_mail]
+  uv:
+    every: 1h
+    command: [uv-is-not-installed-here, run, manage.py]
+  away:
+    every: 1h
+    command: ["true"]
+    workdir: /nonexistent/app
+  someone:
+    every: 1h
+    command: ["true"]
+    user: no-such-user-here
+  often:
+    schedule: "* * * * * *"
+    command: ["true"]
+"#,
+    );
+    let file = dir.jobfile();
+    let file = file.display();
+    let run = dir.jobd(&["check", "--from", "2027-01-01T00:00:00Z"]);
+    run.code(0);
+    let stderr = run.stderr();
+    for expected in [
+        format!(
+            "{file}:4:15: warning: jobs.venv.command: the program `.venv/bin/python` does not \
+             exist ({}/.venv/bin/python)",
+            dir.path().display()
+        ),
+        format!(
+            "{file}:7:15: warning: jobs.uv.command: the program `uv-is-not-installed-here` is not in PATH"
+        ),
+        format!(
+            "{file}:11:14: warning: jobs.away.workdir: the workdir /nonexistent/app does not exist"
+        ),
+        format!(
+            "{file}:15:11: warning: jobs.someone.user: there is no user `no-such-user-here` on this host"
+        ),
+        format!("{file}:17:15: note: jobs.often.schedule: `* * * * * *` fires every second"),
+        format!("{file}: ok, with 4 warnings: 5 jobs, 0 tasks"),
+    ] {
+        assert!(
+            stderr.contains(&expected),
+            "missing `{expected}` in:\n{stderr}"
+        );
+    }
+    assert!(
+        run.stdout()
+            .lines()
+            .any(|l| l.starts_with("often ") && l.ends_with(" 2027-01-01T00:00:01+00:00")),
+        "{}",
+        run.stdout()
+    );
+
+    let strict = dir.jobd(&["check", "--strict"]);
+    strict.code(1);
+    assert!(
+        strict.stderr().contains(&format!(
+            "{file}: 4 warnings (--strict makes warnings errors)"
+        )),
+        "{}",
+        strict.stderr()
+    );
+    assert!(strict.stdout().is_empty(), "{}", strict.stdout());
+}
+
+#[test]
+fn the_demo_jobfile_passes_strict() {
+    let run = Dir::new("").jobd(&["check", "-c", EXAMPLE, "--strict"]);
+    run.code(0);
+    assert!(
+        !run.stderr().contains("warning"),
+        "examples/jobd.yaml: {}",
+        run.stderr()
+    );
 }

@@ -260,7 +260,7 @@ fn a_broken_reload_is_reported_by_reload_and_status_and_a_good_one_applied() {
     assert!(
         reload
             .stdout()
-            .starts_with("reloaded: 1 were added, 0 removed, 1 changed"),
+            .starts_with("reloaded: 1 was added, 0 removed, 1 changed"),
         "{}",
         reload.stdout()
     );

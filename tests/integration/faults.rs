@@ -393,7 +393,7 @@ tasks:
     );
     assert!(
         jobd.log()
-            .contains("stopping it before running the file again")
+            .contains("still running from before jobd stopped")
     );
     let before_tick = dir.lines("tick.out").len();
     assert!(eventually(Duration::from_secs(10), || dir

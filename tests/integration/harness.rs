@@ -328,6 +328,28 @@ impl Dir {
     }
 }
 
+impl Dir {
+    /// `start`, with jobd's umask set to `umask` (as a unit's `UMask=` would).
+    pub fn start_with_umask(&self, umask: u32) -> Daemon {
+        use std::os::unix::process::CommandExt;
+        let log = fs::File::create(self.join("jobd.log")).unwrap();
+        let mut command = self.daemon_command(&[], &[], log);
+        let mask = nix::sys::stat::Mode::from_bits_truncate(umask);
+        // SAFETY: umask is async-signal-safe and cannot fail; `mask` was built before
+        // the fork.
+        unsafe {
+            command.pre_exec(move || {
+                nix::sys::stat::umask(mask);
+                Ok(())
+            });
+        }
+        Daemon {
+            child: Some(command.spawn().unwrap()),
+            log: self.join("jobd.log"),
+        }
+    }
+}
+
 impl Daemon {
     /// SIGKILL jobd and reap it; its children live on.
     #[track_caller]

@@ -84,12 +84,14 @@ class Jobd:
     """One jobd on a jobfile of its own; `start()` again after a kill -9 reuses its
     state and spool, as a restart on a server does."""
 
-    def __init__(self, binary: Path, root: Path) -> None:
+    def __init__(self, binary: Path, root: Path, extra: str = "") -> None:
+        """`extra`: more of the jobfile (runtimes, jobs), after its tasks."""
         self.binary = binary
         self.root = root
         self.spool = root / "spool"
         self.jobfile = root / "jobd.yaml"
-        self.jobfile.write_text(JOBFILE.format(root=root, here=HERE, python=sys.executable))
+        text = JOBFILE.format(root=root, here=HERE, python=sys.executable)
+        self.jobfile.write_text(text + extra)
         self.process: subprocess.Popen[bytes] | None = None
         self.logs: list[Path] = []
 
@@ -117,6 +119,15 @@ class Jobd:
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
+
+    def jobctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`jobctl ARGS` on this jobd (the jobctl beside its binary)."""
+        return subprocess.run(
+            [str(self.binary.with_name("jobctl")), "-c", str(self.jobfile), *args],
+            capture_output=True,
+            text=True,
+            timeout=PATIENCE,
+        )
 
     def check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:

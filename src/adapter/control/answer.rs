@@ -1,8 +1,13 @@
 //! Building answers from the daemon's state: pure functions of what they are given.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
 use chrono::{DateTime, Utc};
 
-use super::protocol::{DaemonInfo, JobStatus, NextInstant, Status};
+use super::protocol::{
+    DaemonInfo, JobStatus, MAX_HISTORY, MAX_NEXT, MAX_NEXT_IN_ALL, NextInstant, Status,
+};
 use crate::adapter::state::History;
 use crate::leaf::timestamp;
 use crate::model::config::Config;
@@ -49,7 +54,7 @@ pub fn offline_status(config: &Config) -> Status {
     Status {
         daemon: None,
         reload_error: None,
-        problems: Vec::new(),
+        problems: history.problems(),
         jobs: jobs(config, None, &history, |_| 0, |_| false),
         spool: None,
         runtimes: Vec::new(),
@@ -69,35 +74,83 @@ pub fn daemon_info(config: &Config, started_at: DateTime<Utc>) -> DaemonInfo {
     }
 }
 
-/// The next `count` instants of one job or every enabled job, soonest first.
+/// The next `count` instants (at most `MAX_NEXT`) of each enabled job (or of one job),
+/// soonest first, as `jobd check --next` counts them. Each job's instants are merged
+/// as they come; the whole answer is bounded by `MAX_NEXT_IN_ALL`.
 pub fn next(
     config: &Config,
     plan: &Plan,
     job: Option<&str>,
     count: usize,
 ) -> Result<Vec<NextInstant>, String> {
+    if count > MAX_NEXT {
+        return Err(format!(
+            "`next` shows at most {MAX_NEXT} instants per job; {count} were asked for"
+        ));
+    }
     let jobs: Vec<_> = match job {
-        Some(name) => vec![config.job(name).ok_or_else(|| unknown_job(config, name))?],
+        Some(name) => {
+            let job = config.job(name).ok_or_else(|| unknown_job(config, name))?;
+            if !job.enabled {
+                return Err(disabled(config, job));
+            }
+            vec![job]
+        }
         None => config.jobs.iter().filter(|j| j.enabled).collect(),
     };
+    if jobs.len().saturating_mul(count) > MAX_NEXT_IN_ALL {
+        return Err(format!(
+            "`next` shows at most {MAX_NEXT_IN_ALL} instants in all; {count} for each of {} \
+             jobs is more: ask for fewer, or for one job",
+            jobs.len()
+        ));
+    }
+    // (instant, job name, job index, how many of that job's this is), soonest first.
+    type Coming<'a> = Reverse<(DateTime<Utc>, &'a str, usize, usize)>;
+    let mut coming: BinaryHeap<Coming> = jobs
+        .iter()
+        .enumerate()
+        .filter_map(|(index, job)| {
+            let at = plan.next_of(&job.name)?;
+            Some(Reverse((at, job.name.as_str(), index, 1)))
+        })
+        .collect();
     let mut instants = Vec::new();
-    for job in jobs {
-        let mut at = plan.next_of(&job.name);
-        for _ in 0..count {
-            let Some(instant) = at else { break };
-            instants.push((instant, job.name.clone()));
-            at = job.schedule.next_after(instant);
+    while let Some(Reverse((at, name, index, nth))) = coming.pop() {
+        instants.push(NextInstant {
+            job: name.to_string(),
+            at: timestamp::precise(at),
+        });
+        if nth < count
+            && let Some(later) = jobs[index].schedule.next_after(at)
+        {
+            coming.push(Reverse((later, name, index, nth + 1)));
         }
     }
-    instants.sort();
-    instants.truncate(count);
-    Ok(instants
-        .into_iter()
-        .map(|(at, job)| NextInstant {
-            job,
-            at: timestamp::precise(at),
-        })
-        .collect())
+    Ok(instants)
+}
+
+/// `history`: at most `MAX_HISTORY` runs.
+pub fn history_limit(limit: usize) -> Result<usize, String> {
+    if limit > MAX_HISTORY {
+        return Err(format!(
+            "`history` shows at most {MAX_HISTORY} runs; {limit} were asked for"
+        ));
+    }
+    Ok(limit)
+}
+
+/// Why a job that exists has no instants: its `environments:` leave this one out.
+fn disabled(config: &Config, job: &crate::model::config::Job) -> String {
+    let listed = job.environments.as_deref().unwrap_or_default().join(", ");
+    let running = match &config.environment {
+        Some(env) => format!("jobd runs in environment {env}"),
+        None => "jobd runs in no environment (started without -e)".to_string(),
+    };
+    format!(
+        "job `{}` is disabled: it runs only in environment {listed}, and {running}",
+        job.name
+    )
 }
 
 pub fn unknown_job(config: &Config, name: &str) -> String {
@@ -157,5 +210,42 @@ mod tests {
             .map(|j| j.name)
             .collect();
         assert_eq!(names, ["d", "c", "a", "b"]);
+    }
+
+    #[test]
+    fn next_merges_the_jobs_instants_soonest_first_within_its_bound() {
+        let config = config(
+            "jobs:\n  slow:\n    every: 3s\n    command: [x]\n  fast:\n    every: 2s\n    command: [x]\n",
+        );
+        let now = DateTime::parse_from_rfc3339("2030-01-01T00:00:00.5Z")
+            .unwrap()
+            .to_utc();
+        let plan = Plan::new(&config, now);
+        // Three of each job's, soonest first.
+        let shown: Vec<String> = next(&config, &plan, None, 3)
+            .unwrap()
+            .into_iter()
+            .map(|n| format!("{} {}", &n.at[17..19], n.job))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "02 fast", "03 slow", "04 fast", "06 fast", "06 slow", "09 slow"
+            ]
+        );
+        assert_eq!(
+            next(&config, &plan, Some("slow"), MAX_NEXT).unwrap().len(),
+            MAX_NEXT
+        );
+        let refused = next(&config, &plan, None, 30_000_000).unwrap_err();
+        assert!(refused.contains("at most 1000 instants"), "{refused}");
+        let many: String = (0..200)
+            .map(|i| format!("  j{i}:\n    every: 1s\n    command: [x]\n"))
+            .collect();
+        let config = super::tests::config(&format!("jobs:\n{many}"));
+        let plan = Plan::new(&config, now);
+        let refused = next(&config, &plan, None, MAX_NEXT).unwrap_err();
+        assert!(refused.contains("in all"), "{refused}");
+        assert!(history_limit(MAX_HISTORY + 1).is_err());
     }
 }

@@ -4,13 +4,30 @@
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::runtime::RuntimeStatus;
-use crate::model::record::RunInfo;
+use crate::model::record::{LogLine, RunInfo};
 
 /// Raised only for changes an older jobctl could not read.
 pub const VERSION: u32 = 1;
 
 /// A request is at most this long; a longer one is refused and the connection closed.
 pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// An answer is at most this long: a larger one is replaced by an error saying so, so
+/// that no request makes jobd hold or send an unbounded answer.
+pub const MAX_ANSWER: usize = 16 << 20;
+
+/// The most instants one `next` request may ask for, per job.
+pub const MAX_NEXT: usize = 1000;
+
+/// The most instants one `next` answer may hold, all jobs together: the work of an
+/// answer is bounded whatever the jobfile holds.
+pub const MAX_NEXT_IN_ALL: usize = 100_000;
+
+/// The most lines one `logs` request may ask for.
+pub const MAX_LOG_LINES: usize = 10_000;
+
+/// The most runs one `history` request may ask for.
+pub const MAX_HISTORY: usize = 10_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
@@ -44,6 +61,29 @@ pub enum Command {
         job: Option<String>,
         count: usize,
     },
+    /// Recent output of a job (or of the run with this id, or of the latest runs), and
+    /// with `follow` what comes after, streamed.
+    Logs {
+        #[serde(default)]
+        target: Option<String>,
+        lines: usize,
+        #[serde(default)]
+        follow: bool,
+    },
+}
+
+impl Command {
+    /// The request's name, as jobctl's command line has it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Status => "status",
+            Command::History { .. } => "history",
+            Command::Run { .. } => "run",
+            Command::Reload { .. } => "reload",
+            Command::Next { .. } => "next",
+            Command::Logs { .. } => "logs",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,12 +96,29 @@ pub struct Response {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Body {
-    Error { message: String },
+    Error {
+        message: String,
+    },
+    /// Lines of output, for `logs`.
+    Logs {
+        lines: Vec<LogLine>,
+    },
+    /// One line of output as it is written, streamed to a `run --wait` or a
+    /// `logs --follow`; the request's answer follows (or, for `logs`, never does).
+    Line(LogLine),
+    /// Streamed lines not sent: the client read too slowly.
+    Dropped {
+        lines: u64,
+    },
     Status(Status),
-    History { runs: Vec<RunInfo> },
+    History {
+        runs: Vec<RunInfo>,
+    },
     Run(RunAnswer),
     Reload(ReloadAnswer),
-    Next { instants: Vec<NextInstant> },
+    Next {
+        instants: Vec<NextInstant>,
+    },
 }
 
 /// `jobctl status --json`.
@@ -145,6 +202,18 @@ pub struct SpoolStatus {
     pub retrying: usize,
     /// Files in failed/ that failed in the last 24 hours.
     pub failed_recently: usize,
+    /// `spool.workers`: how many one-off jobs run at once, all tasks together.
+    #[serde(default)]
+    pub workers: u32,
+    /// Each task's own `max_instances`, if it has one (tasks have none by default).
+    #[serde(default)]
+    pub tasks: Vec<TaskLimit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskLimit {
+    pub name: String,
+    pub max_instances: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

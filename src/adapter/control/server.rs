@@ -11,17 +11,19 @@ use std::time::{Duration, Instant};
 
 use log::{info, warn};
 use nix::poll::PollFlags;
-use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-use nix::unistd::{Gid, Uid};
 
-use super::protocol::{Body, MAX_REQUEST, Request, Response, VERSION};
-use crate::leaf::account;
+use super::access::{Groups, Peer, UnknownGroup};
+use super::protocol::{Body, MAX_ANSWER, MAX_REQUEST, Request, Response, VERSION};
+use crate::leaf::files;
 
 /// Connections served at once; more are closed at once.
 const MAX_CLIENTS: usize = 64;
 /// How long the listener rests after running out of file descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
-const EVICTION_REPORT: Duration = Duration::from_secs(10);
+/// Evictions and refusals are logged at most this often: any local user may connect.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+/// How far a streaming client may fall behind before lines are dropped for it.
+const MAX_STREAMED: usize = 1 << 20;
 /// How long a client may take to send its request, and to read the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -29,7 +31,7 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ControlError {
     /// Another jobd answers on the socket.
     InUse(PathBuf),
-    UnknownGroup(String),
+    UnknownGroup(UnknownGroup),
     Bind {
         path: PathBuf,
         error: io::Error,
@@ -44,12 +46,7 @@ impl fmt::Display for ControlError {
                 "another jobd is already running on the control socket {}",
                 path.display()
             ),
-            ControlError::UnknownGroup(group) => {
-                write!(
-                    f,
-                    "socket_group: there is no group `{group}` on this system"
-                )
-            }
+            ControlError::UnknownGroup(err) => write!(f, "{err}"),
             ControlError::Bind { path, error } => {
                 write!(
                     f,
@@ -79,13 +76,15 @@ struct Client {
     input: Vec<u8>,
     output: Vec<u8>,
     written: usize,
+    /// Streamed lines dropped since the last one sent: the client read too slowly.
+    dropped: u64,
     phase: Phase,
     /// Reading or writing must be done by then; a waiting client has none.
     deadline: Option<Instant>,
-    /// Why this peer may not control jobd: its request is read (closing a socket
-    /// with unread data would reset the connection before the answer is read), then
-    /// answered with this.
-    refused: Option<String>,
+    /// Who it is and what it may ask. A peer that may ask nothing still has its
+    /// request read (closing a socket with unread data would reset the connection
+    /// before the refusal is read), then is refused.
+    peer: Peer,
 }
 
 /// A request from a client, for the daemon to answer with `respond`.
@@ -97,32 +96,73 @@ pub struct Incoming {
 pub struct Server {
     listener: UnixListener,
     path: PathBuf,
-    group: Option<Gid>,
+    groups: Groups,
     clients: Vec<Client>,
     next_id: u64,
     /// Accepting failed (no file descriptor left): the listener rests until then.
     paused_until: Option<Instant>,
-    /// Idle clients closed to make room, not yet logged, and when that was last done.
-    evicted: u64,
+    /// Idle clients closed to make room.
+    evicted: Tally,
+    /// Requests refused for want of permission.
+    refused: Tally,
+}
+
+/// Events logged at most every `REPORT_EVERY`: those in between are counted, and
+/// their number logged later.
+#[derive(Debug, Default)]
+struct Tally {
+    unreported: u64,
     reported_at: Option<Instant>,
 }
 
+impl Tally {
+    /// Whether an event may be logged now; if not, it is counted.
+    fn log_now(&mut self, now: Instant) -> bool {
+        if self.quiet(now) {
+            self.unreported += 1;
+            return false;
+        }
+        self.reported_at = Some(now);
+        true
+    }
+
+    /// The events counted and not yet logged, once they may be.
+    fn due(&mut self, now: Instant) -> Option<u64> {
+        if self.unreported == 0 || self.quiet(now) {
+            return None;
+        }
+        self.reported_at = Some(now);
+        Some(std::mem::take(&mut self.unreported))
+    }
+
+    fn quiet(&self, now: Instant) -> bool {
+        self.reported_at.is_some_and(|at| now < at + REPORT_EVERY)
+    }
+}
+
 impl Server {
-    /// Listen on `path` (mode 0600, or 0660 for `group`). A socket file nobody answers
-    /// on is left from a jobd that died: it is replaced.
-    pub fn bind(path: &Path, group: Option<&str>) -> Result<Server, ControlError> {
-        let gid = match group {
-            Some(name) => Some(
-                account::gid(name).ok_or_else(|| ControlError::UnknownGroup(name.to_string()))?,
-            ),
-            None => None,
-        };
+    /// Listen on `path`. Who may ask what is decided per request (see `access`): the
+    /// socket is mode 0600 when only root and jobd's own user may use it, else 0666,
+    /// and its folder is made passable (0711) when jobd makes it. A socket file nobody
+    /// answers on is left from a jobd that died: it is replaced.
+    pub fn bind(
+        path: &Path,
+        socket_group: Option<&str>,
+        read_group: Option<&str>,
+    ) -> Result<Server, ControlError> {
+        let groups =
+            Groups::resolve(socket_group, read_group).map_err(ControlError::UnknownGroup)?;
         let bind_error = |error| ControlError::Bind {
             path: path.to_path_buf(),
             error,
         };
+        let (folder_mode, mode) = if groups.any() {
+            (0o711, 0o666)
+        } else {
+            (0o700, 0o600)
+        };
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(bind_error)?;
+            files::create_dirs(parent, folder_mode).map_err(bind_error)?;
         }
         if std::fs::symlink_metadata(path).is_ok() {
             if UnixStream::connect(path).is_ok() {
@@ -132,21 +172,17 @@ impl Server {
         }
         let listener = UnixListener::bind(path).map_err(bind_error)?;
         listener.set_nonblocking(true).map_err(bind_error)?;
-        let mode = if gid.is_some() { 0o660 } else { 0o600 };
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(bind_error)?;
-        if let Some(gid) = gid {
-            nix::unistd::chown(path, None, Some(gid)).map_err(|e| bind_error(e.into()))?;
-        }
         Ok(Server {
             listener,
             path: path.to_path_buf(),
-            group: gid,
+            groups,
             clients: Vec::new(),
             next_id: 1,
             paused_until: None,
-            evicted: 0,
-            reported_at: None,
+            evicted: Tally::default(),
+            refused: Tally::default(),
         })
     }
 
@@ -170,6 +206,10 @@ impl Server {
             let flags = match client.phase {
                 Phase::Reading => PollFlags::POLLIN,
                 Phase::Writing => PollFlags::POLLOUT,
+                // Lines streamed to a waiting client, still to be sent.
+                Phase::Working if client.written < client.output.len() => {
+                    PollFlags::POLLIN | PollFlags::POLLOUT
+                }
                 // Polled for hang-ups only: a client waiting for a run may go away.
                 Phase::Working => PollFlags::POLLIN,
             };
@@ -186,7 +226,7 @@ impl Server {
             .min()
     }
 
-    /// Accept whoever is waiting to connect; refuse peers who may not control jobd.
+    /// Accept whoever is waiting to connect, and learn who each is.
     pub fn accept(&mut self, now: Instant) {
         loop {
             if self.clients.len() >= MAX_CLIENTS && !self.evict_idle() {
@@ -220,19 +260,17 @@ impl Server {
             }
             let id = self.next_id;
             self.next_id += 1;
-            let refused = self.permitted(&stream).err().map(|who| {
-                info!("control socket: refused {who}");
-                format!("permission denied: {who} may not control this jobd")
-            });
+            let peer = Peer::of(&stream, &self.groups);
             self.clients.push(Client {
                 id,
                 stream,
                 input: Vec::new(),
                 output: Vec::new(),
                 written: 0,
+                dropped: 0,
                 phase: Phase::Reading,
                 deadline: Some(now + CLIENT_TIMEOUT),
-                refused,
+                peer,
             });
         }
     }
@@ -251,53 +289,26 @@ impl Server {
             return false;
         };
         self.clients.swap_remove(index);
-        self.evicted += 1;
+        self.evicted.unreported += 1;
         true
     }
 
-    /// Log how many idle clients were closed to make room, at most every 10 s: a
-    /// flood of connections must not become a flood of log lines.
-    pub fn report_evicted(&mut self, now: Instant) {
-        if self.evicted == 0
-            || self
-                .reported_at
-                .is_some_and(|at| now < at + EVICTION_REPORT)
-        {
-            return;
+    /// Log how many idle clients were closed to make room, and how many requests
+    /// were refused, at most every 10 s: a flood of connections must not become a
+    /// flood of log lines.
+    pub fn report(&mut self, now: Instant) {
+        if let Some(evicted) = self.evicted.due(now) {
+            warn!(
+                "control socket: closed {evicted} idle connection{} to make room for new ones",
+                crate::leaf::words::plural(evicted)
+            );
         }
-        warn!(
-            "control socket: closed {} idle connection{} to make room for new ones",
-            self.evicted,
-            crate::leaf::words::plural(self.evicted)
-        );
-        self.evicted = 0;
-        self.reported_at = Some(now);
-    }
-
-    /// Root, jobd's own user, and members of `socket_group`.
-    fn permitted(&self, stream: &UnixStream) -> Result<(), String> {
-        let Ok(creds) = getsockopt(stream, PeerCredentials) else {
-            return Err("a peer whose credentials cannot be read".to_string());
-        };
-        let uid = Uid::from_raw(creds.uid());
-        let gid = Gid::from_raw(creds.gid());
-        if uid.is_root() || uid == Uid::effective() || self.group.is_some_and(|g| g == gid) {
-            return Ok(());
+        if let Some(refused) = self.refused.due(now) {
+            info!(
+                "control socket: refused {refused} more request{} for want of permission",
+                crate::leaf::words::plural(refused)
+            );
         }
-        if let Some(group) = self.group {
-            let member = nix::unistd::User::from_uid(uid)
-                .ok()
-                .flatten()
-                .and_then(|user| {
-                    let name = std::ffi::CString::new(user.name).ok()?;
-                    nix::unistd::getgrouplist(&name, user.gid).ok()
-                })
-                .is_some_and(|groups| groups.contains(&group));
-            if member {
-                return Ok(());
-            }
-        }
-        Err(format!("uid {uid}"))
     }
 
     /// A client's socket is ready: read its request or write its answer. Returns a
@@ -352,6 +363,22 @@ impl Server {
                 }
             },
             Phase::Working => {
+                // Lines streamed meanwhile go out as the client takes them.
+                while client.written < client.output.len() {
+                    match client.stream.write(&client.output[client.written..]) {
+                        Ok(n) => client.written += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            self.clients.swap_remove(index);
+                            return None;
+                        }
+                    }
+                }
+                if client.written == client.output.len() {
+                    client.output.clear();
+                    client.written = 0;
+                }
                 // Readable while waiting: the client hung up (or sent more, which is
                 // not part of the protocol).
                 let mut buf = [0u8; 64];
@@ -366,8 +393,12 @@ impl Server {
 
     fn parse(&mut self, index: usize, end: usize, now: Instant) -> Option<Incoming> {
         let client = &mut self.clients[index];
-        if let Some(message) = client.refused.take() {
-            refuse(client, message, now);
+        if client.peer.level.is_none() {
+            let refusal = client.peer.stranger(&self.groups);
+            if self.refused.log_now(now) {
+                info!("control socket: refused uid {}", client.peer.uid);
+            }
+            refuse(client, refusal.0, now);
             return None;
         }
         let line = &client.input[..end];
@@ -386,6 +417,17 @@ impl Server {
             }
             Ok(value) => match serde_json::from_value::<Request>(value) {
                 Ok(request) => {
+                    if let Err(refusal) = client.peer.may(&request.command, &self.groups) {
+                        if self.refused.log_now(now) {
+                            info!(
+                                "control socket: refused uid {} the request `{}`",
+                                client.peer.uid,
+                                request.command.name()
+                            );
+                        }
+                        refuse(client, refusal.0, now);
+                        return None;
+                    }
                     client.phase = Phase::Working;
                     client.deadline = None;
                     Some(Incoming {
@@ -414,6 +456,29 @@ impl Server {
         }
     }
 
+    /// Send one more answer line to a client whose request goes on (`run --wait`,
+    /// `logs --follow`): it stays open. A client that does not read falls behind by at
+    /// most `MAX_STREAMED`; lines past that are dropped, and it is told how many.
+    pub fn stream(&mut self, id: u64, body: Body) {
+        let Some(client) = self.clients.iter_mut().find(|c| c.id == id) else {
+            return;
+        };
+        if client.phase != Phase::Working {
+            return;
+        }
+        if client.output.len() - client.written > MAX_STREAMED {
+            client.dropped += 1;
+            return;
+        }
+        if client.dropped > 0 {
+            let note = Body::Dropped {
+                lines: std::mem::take(&mut client.dropped),
+            };
+            append(client, note);
+        }
+        append(client, body);
+    }
+
     /// Close clients past their deadline.
     pub fn expire(&mut self, now: Instant) {
         // A rest that is over must not stay a deadline in the past: poll would spin.
@@ -440,16 +505,110 @@ fn refuse(client: &mut Client, message: String, now: Instant) {
     queue(client, Body::Error { message }, now);
 }
 
+/// Add a streamed line to what goes out to `client`.
+fn append(client: &mut Client, body: Body) {
+    if let Some(bytes) = encode(body) {
+        client.output.extend_from_slice(&bytes);
+        client.output.push(b'\n');
+    }
+}
+
 /// Send `body` as this protocol version's response; the client is closed once sent.
+/// An answer over `MAX_ANSWER` is cut short while it is being written, and an error
+/// saying so is sent instead.
 fn queue(client: &mut Client, body: Body, now: Instant) {
+    let mut bytes = encode(body).unwrap_or_else(|| {
+        let message = format!(
+            "the answer would be larger than {} MiB, the most jobd sends; ask for less (one job, fewer runs)",
+            MAX_ANSWER >> 20
+        );
+        encode(Body::Error { message }).expect("an error fits")
+    });
+    bytes.push(b'\n');
+    if client.dropped > 0 {
+        let note = Body::Dropped {
+            lines: std::mem::take(&mut client.dropped),
+        };
+        append(client, note);
+    }
+    // After what was streamed before it, if anything is still unsent.
+    client.output.drain(..client.written);
+    client.output.extend_from_slice(&bytes);
+    client.written = 0;
+    client.phase = Phase::Writing;
+    client.deadline = Some(now + CLIENT_TIMEOUT);
+}
+
+/// `body` as a response line (without its newline), or `None` if it would pass
+/// `MAX_ANSWER`.
+fn encode(body: Body) -> Option<Vec<u8>> {
     let response = Response {
         version: VERSION,
         body,
     };
-    let mut bytes = serde_json::to_vec(&response).expect("a response serializes");
-    bytes.push(b'\n');
-    client.output = bytes;
-    client.written = 0;
-    client.phase = Phase::Writing;
-    client.deadline = Some(now + CLIENT_TIMEOUT);
+    let mut out = Capped(Vec::new());
+    serde_json::to_writer(&mut out, &response).ok()?;
+    Some(out.0)
+}
+
+/// A buffer that refuses to grow past `MAX_ANSWER`.
+struct Capped(Vec<u8>);
+
+impl Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_ANSWER {
+            return Err(io::Error::other("answer too large"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::record::{RunInfo, Verdict};
+
+    #[test]
+    fn refusals_are_logged_at_most_every_ten_seconds_and_the_rest_counted() {
+        let start = Instant::now();
+        let mut tally = Tally::default();
+        assert!(tally.log_now(start));
+        for _ in 0..1000 {
+            assert!(!tally.log_now(start + Duration::from_secs(1)));
+        }
+        assert_eq!(tally.due(start + Duration::from_secs(9)), None);
+        assert_eq!(tally.due(start + REPORT_EVERY), Some(1000));
+        assert_eq!(tally.due(start + 3 * REPORT_EVERY), None);
+        assert!(tally.log_now(start + 3 * REPORT_EVERY));
+    }
+
+    #[test]
+    fn an_answer_over_the_cap_becomes_an_error_saying_so() {
+        let run = RunInfo {
+            job: "big".into(),
+            run_id: "1".into(),
+            attempt: 1,
+            scheduled_at: String::new(),
+            started_at: String::new(),
+            ended_at: String::new(),
+            duration_ms: 0,
+            outcome: Verdict::Failure,
+            exit_code: Some(1),
+            signal: None,
+            message: String::new(),
+            output: vec!["x".repeat(1 << 20)],
+            host: None,
+        };
+        let small = encode(Body::History {
+            runs: vec![run.clone(); 2],
+        });
+        assert!(small.is_some_and(|bytes| bytes.len() < 3 << 20));
+        let runs = vec![run; 17];
+        assert_eq!(encode(Body::History { runs }), None);
+    }
 }

@@ -25,6 +25,7 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
             Some(_) => {}
         }
     }
+
     for job in old.jobs.iter().filter(|j| new.job(&j.name).is_none()) {
         answer.removed.push(format!("job {}", job.name));
     }
@@ -98,8 +99,9 @@ fn runtime_changes(before: &Runtime, after: &Runtime) -> String {
 fn setting_changes(old: &Config, new: &Config) -> Vec<String> {
     let at_restart = " (takes effect when jobd restarts)";
     let (a, b) = (&old.spool, &new.spool);
+    let zone = format!(" ({} -> {})", old.timezone.name(), new.timezone.name());
     [
-        ("timezone", old.timezone != new.timezone, ""),
+        ("timezone", old.timezone != new.timezone, zone.as_str()),
         (
             "shutdown_grace",
             old.shutdown_grace != new.shutdown_grace,
@@ -114,6 +116,7 @@ fn setting_changes(old: &Config, new: &Config) -> Vec<String> {
             old.socket_group != new.socket_group,
             at_restart,
         ),
+        ("read_group", old.read_group != new.read_group, at_restart),
         ("spool.dir", a.dir != b.dir, at_restart),
         ("spool.workers", a.workers != b.workers, ""),
         (
@@ -160,7 +163,9 @@ fn same_cluster(a: Option<&Cluster>, b: Option<&Cluster>) -> bool {
     }
 }
 
-/// Whether two versions of a job are the same but for where the jobfile has them.
+/// Whether two versions of a job are the same but for where the jobfile has them and
+/// the zone its schedule is read in: a new `timezone:` is reported once, as a setting,
+/// not as a change of every cron job.
 /// Field by field, without copies (a reload compares thousands); the destructuring
 /// makes a new field a compile error here until it is compared.
 fn same_job(a: &Job, b: &Job) -> bool {
@@ -180,7 +185,7 @@ fn same_job(a: &Job, b: &Job) -> bool {
         pos: _,
     } = a;
     *name == b.name
-        && *schedule == b.schedule
+        && schedule.same_rule(&b.schedule)
         && *run == b.run
         && *max_instances == b.max_instances
         && *on_overlap == b.on_overlap
@@ -215,7 +220,7 @@ fn same_task(a: &Task, b: &Task) -> bool {
 /// before and after, the other settings by name.
 fn job_changes(before: &Job, after: &Job) -> String {
     let mut changes = Vec::new();
-    if before.schedule != after.schedule {
+    if !before.schedule.same_rule(&after.schedule) {
         changes.push(format!(
             "schedule {} -> {}",
             before.schedule.describe(),
@@ -321,5 +326,23 @@ mod tests {
             ]
         );
         assert!(diff(&new, &new).changed.is_empty());
+    }
+
+    #[test]
+    fn a_new_time_zone_is_one_change_not_one_per_cron_job() {
+        let jobs = "jobs:\n  a:\n    schedule: '0 3 * * *'\n    command: [x]\n  \
+                    b:\n    schedule: '*/5 * * * * *'\n    command: [x]\n";
+        let old = config(&format!("timezone: Europe/Amsterdam\n{jobs}"));
+        let new = config(&format!(
+            "timezone: UTC\n{}",
+            jobs.replace("0 3 * * *", "0 4 * * *")
+        ));
+        assert_eq!(
+            diff(&old, &new).changed,
+            [
+                "job a (schedule 0 3 * * * -> 0 4 * * *)",
+                "setting timezone (Europe/Amsterdam -> UTC)",
+            ]
+        );
     }
 }

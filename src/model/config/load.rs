@@ -24,6 +24,7 @@ const TOP_KEYS: &[&str] = &[
     "state_dir",
     "socket",
     "socket_group",
+    "read_group",
     "defaults",
     "jobs",
     "spool",
@@ -220,6 +221,9 @@ impl Checker {
         let socket_group = top
             .get("socket_group")
             .and_then(|node| self.name(node, "socket_group"));
+        let read_group = top
+            .get("read_group")
+            .and_then(|node| self.name(node, "read_group"));
         let removed_jobs = top
             .get("removed_jobs")
             .and_then(|n| {
@@ -307,6 +311,7 @@ impl Checker {
             state_dir,
             socket,
             socket_group,
+            read_group,
             jobs,
             spool: spool?,
             tasks,

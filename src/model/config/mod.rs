@@ -87,8 +87,11 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub state_dir: PathBuf,
     pub socket: PathBuf,
-    /// Members of this group may use the control socket (mode 0660).
+    /// Members of this group may also run jobs and reload through the control socket.
     pub socket_group: Option<String>,
+    /// Members of this group may read through the control socket (status, history,
+    /// next), and nothing more.
+    pub read_group: Option<String>,
     /// In the order the jobfile lists them.
     pub jobs: Vec<Job>,
     pub spool: Spool,
@@ -295,6 +298,11 @@ pub struct Retention {
 pub fn places(path: &Path, host: &Host) -> Places {
     let (file, text) = read::read_jobfile(path).unwrap_or_else(|err| (err.file, String::new()));
     load::places(&text, &file, host)
+}
+
+/// The jobfile at `path`: its absolute path and its text, for `parse`.
+pub fn read(path: &Path) -> Result<(PathBuf, String), ConfigError> {
+    read::read_jobfile(path)
 }
 
 /// Read and validate the jobfile at `path`.

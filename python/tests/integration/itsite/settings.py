@@ -6,7 +6,8 @@ import os
 
 SECRET_KEY = "integration tests only"
 USE_TZ = True
-INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "jobd.django"]
+# itsite itself: its show_run command, and its tasks module a warm preload imports.
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "jobd.django", "itsite"]
 ROOT_URLCONF = "itsite.urls"
 ALLOWED_HOSTS = ["testserver"]
 # A request runs in one transaction, rolled back when its view raises: what
