@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use super::Host;
 use super::checker::Checker;
+use super::load::CLUSTER_KEYS;
 use crate::leaf::yaml::{Node, Value};
-
-const CLUSTER_KEYS: &[&str] = &["database_url", "listen_url", "host_id", "lease"];
 
 /// How long a host's hold on its work lasts without a heartbeat, when the jobfile
 /// does not say.

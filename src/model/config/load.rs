@@ -81,6 +81,7 @@ const TASK_KEYS: &[&str] = &[
     "on_failure",
     "runtime",
 ];
+pub(super) const CLUSTER_KEYS: &[&str] = &["database_url", "listen_url", "host_id", "lease"];
 const RUNTIME_KEYS: &[&str] = &[
     "command", "workdir", "env", "preload", "user", "group", "max_runs", "max_rss",
 ];
