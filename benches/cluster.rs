@@ -647,9 +647,11 @@ fn with_jobd(uri: &str, setup: &mut Session, starts: usize, jobs: usize) {
         let started = Instant::now();
         setup
             .exec_blocking(
+                // Each row its own origin: a call that does not depend on `n` would be
+                // made once.
                 &Query::new(
                     "SELECT count(*) FROM generate_series(1, $1::int) AS n,
-                            LATERAL jobd.submit($2::text)",
+                            LATERAL jobd.submit($2::text, p_origin => $2::text || '-' || n)",
                 )
                 .bind(jobs as i64)
                 .bind(task.as_str()),

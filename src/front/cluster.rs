@@ -84,6 +84,14 @@ pub fn submit(
     Ok((id, submitted.id.unwrap_or_default()))
 }
 
+/// What `jobd check` says about cluster mode on this host: libpq must load.
+pub fn warnings(config: &Config) -> Vec<String> {
+    match (&config.cluster, Libpq::system()) {
+        (Some(_), Err(e)) => vec![format!("cluster: {e}; jobd will not start without it")],
+        _ => Vec::new(),
+    }
+}
+
 fn settings(config: &Config) -> Result<&config::Cluster, String> {
     config.cluster.as_ref().ok_or_else(|| {
         format!(

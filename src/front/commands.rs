@@ -45,11 +45,16 @@ pub fn check(jobfile: &JobfileArgs, args: &CheckArgs) -> ExitCode {
     for warning in &reach {
         eprintln!("{}: warning: {warning}", config.file.display());
     }
+    let cluster = crate::front::cluster::warnings(&config);
+    for warning in &cluster {
+        eprintln!("{}: warning: {warning}", config.file.display());
+    }
     let warnings = findings
         .iter()
         .filter(|f| f.level == preflight::Level::Warning)
         .count()
-        + reach.len();
+        + reach.len()
+        + cluster.len();
     if args.strict && warnings > 0 {
         eprintln!(
             "{}: {} (--strict makes warnings errors)",

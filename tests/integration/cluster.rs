@@ -389,6 +389,7 @@ tasks:
         text.lines().next().map(str::to_string)
     })
     .unwrap_or_else(|| panic!("no on_failure for the lost run:\n{}", hosts.logs()));
+    let lost_after = Utc::now() - killed_at;
     let (outcome, hook_host) = hook.split_once(' ').unwrap();
     assert_eq!(outcome, "lost");
     assert_ne!(hook_host, victim);
@@ -409,6 +410,13 @@ tasks:
         ) == "6"
     });
     assert!(all_done, "not every nap ended:\n{}", hosts.logs());
+    println!(
+        "kill -9 of {victim} (lease 6s): its run recorded lost and on_failure run on {hook_host} \
+         after {} ms; its {} naps run again, all 6 done after {} ms",
+        lost_after.num_milliseconds(),
+        naps_of_victim.len(),
+        (Utc::now() - killed_at).num_milliseconds()
+    );
     let naps = marks(&hosts, "naps");
     for marker in &naps_of_victim {
         let again: Vec<_> = naps.iter().filter(|(m, _, _)| m == marker).collect();
@@ -523,6 +531,7 @@ tasks:
     let mut hosts = Hosts::new(pg, 3, "10s", jobs);
     hosts.start_all();
     std::thread::sleep(Duration::from_secs(4));
+    let restarting = Utc::now();
     hosts.pg.restart();
     let restarted_at = Utc::now();
     // Each host is back: its work session claims again, and it listens again.
@@ -540,6 +549,11 @@ tasks:
             jobd.log()
         );
     }
+    println!(
+        "pg_ctl restart took {} ms; every host claimed and listened again {} ms after it",
+        (restarted_at - restarting).num_milliseconds(),
+        (Utc::now() - restarted_at).num_milliseconds()
+    );
     let mut sql = hosts.sql();
     let listening = eventually(T, || {
         scalar(
@@ -590,6 +604,14 @@ tasks:
     let twice: Vec<_> = seen.iter().filter(|(_, h)| h.len() > 1).collect();
     assert!(twice.is_empty(), "instants run twice: {twice:?}\n{logs}");
     let after = seen.keys().filter(|at| **at > restarted_at).count();
+    let during = seen
+        .keys()
+        .filter(|at| **at > restarting && **at <= restarted_at)
+        .count();
+    println!(
+        "ticks: {} in all, none twice; {during} ran while the server restarted, {after} after",
+        seen.len()
+    );
     assert!(after >= 3, "no ticks after the restart:\n{logs}");
     assert!(
         logs.contains("not run while the cluster was unavailable") || seen.len() >= 8,

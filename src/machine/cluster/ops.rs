@@ -21,6 +21,9 @@ use crate::leaf::timestamp;
 
 use super::{Asker, KEEP_HISTORY, PRUNE_BATCH, PRUNE_SOON, RESCUE_BATCH};
 
+/// The shortest wait before looking again for a delayed one-off.
+const RECHECK_AT_LEAST: std::time::Duration = std::time::Duration::from_millis(50);
+
 pub(super) enum Op {
     /// Renew this host's leases; `leaving` ends them instead (shutdown).
     Heartbeat {
@@ -322,7 +325,10 @@ impl Cluster {
                 }
             }
             Op::NextOneoff(_) => {
-                self.oneoff_due = decode!(NextOneoff).map(|due_in| now + due_in);
+                // A row due now that the last claim skipped is being claimed by another
+                // host: look again in a moment, not at once.
+                self.oneoff_due =
+                    decode!(NextOneoff).map(|due_in| now + due_in.max(RECHECK_AT_LEAST));
             }
             Op::FinishOneoff { finish, retried } => match decode!(FinishOneoff) {
                 OneoffFinished::Stale if !retried => warn!(
