@@ -1,6 +1,7 @@
 //! What the spool costs: how soon a file renamed into `new/` becomes a running process,
 //! and how many one-off jobs per second jobd gets through with every hand-off durable,
-//! each against a bare program doing only the unavoidable part of the work.
+//! each against a bare program doing only the unavoidable part of the work; and how late
+//! a per-second job runs while a flood of files arrives, beside a quiet baseline.
 //!
 //! `cargo bench --bench spool`. Settings, from the environment:
 //! - `SPOOL_FILES` (default 200): files timed for the pick-up latency, one at a time;
@@ -8,7 +9,12 @@
 //!   behind the one before;
 //! - `SPOOL_JOBS` (default 1000): `/bin/true` jobs for the throughput;
 //! - `SPOOL_ROUNDS` (default 2): each pair (reference, then jobd) is run this many times,
-//!   so that the machine's noise shows in the figures.
+//!   so that the machine's noise shows in the figures;
+//! - `SPOOL_FLOOD_FILES` (default 20000): files renamed into `new/` at once for the
+//!   flood (delayed by an hour: jobd takes in `spool.max_queued` of them, 10,000, and
+//!   runs none);
+//! - `SPOOL_FLOOD_SECONDS` (default 20): how long the quiet baseline, and the flood,
+//!   are watched.
 //!
 //! Prints figures and asserts nothing: both depend on the machine, its disk and its load.
 //! The spools live under the temporary folder (`TMPDIR`), so its filesystem decides what
@@ -16,7 +22,7 @@
 //! without the disk's.
 //!
 //! The latency's job process is this binary again: with `SPOOL_BENCH_CHILD` set it reads
-//! CLOCK_REALTIME first thing, appends `<JOBD_SPOOL_FILE> <ns>` to the file that variable
+//! CLOCK_REALTIME first thing, appends `<JOBD_SPOOL_NAME> <ns>` to the file that variable
 //! names and exits. (Not `JOBD_…`: that prefix is jobd's own.) With `SPOOL_BENCH_WATCH`
 //! set it is the latency's reference, the bare inotify-and-fork loop.
 
@@ -25,7 +31,7 @@ use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fs;
 use std::io::{BufRead, BufReader, Write as _};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -41,6 +47,7 @@ use nix::unistd::{ForkResult, Pid, fork};
 use tempfile::TempDir;
 
 const JOBD: &str = env!("CARGO_BIN_EXE_jobd");
+const JOBCTL: &str = env!("CARGO_BIN_EXE_jobctl");
 /// Makes this binary the job's process; its value is the results file.
 const CHILD_VAR: &str = "SPOOL_BENCH_CHILD";
 /// Makes this binary the latency's reference; its value is the folder to watch.
@@ -83,7 +90,7 @@ fn realtime_ns() -> i64 {
 /// The job's process. One `write` with O_APPEND, so that lines of children running at
 /// once never interleave.
 fn child(woke: i64, results: &OsStr) -> ! {
-    let name = std::env::var("JOBD_SPOOL_FILE").unwrap_or_else(|_| "?".to_string());
+    let name = std::env::var("JOBD_SPOOL_NAME").unwrap_or_else(|_| "?".to_string());
     let line = format!("{name} {woke}\n");
     let written = fs::OpenOptions::new()
         .append(true)
@@ -199,7 +206,7 @@ fn watch(dir: &Path) -> ! {
         };
         for event in events {
             let Some(name) = event.name else { continue };
-            let mut var = b"JOBD_SPOOL_FILE=".to_vec();
+            let mut var = b"JOBD_SPOOL_NAME=".to_vec();
             var.extend(name.as_bytes());
             let var = CString::new(var).expect("a file name has no NUL");
             match exec.spawn(Some(&var)) {
@@ -348,21 +355,24 @@ fn env_usize(name: &str, default: usize) -> usize {
     }
 }
 
-/// `tmp/ new/ running/ done/ failed/`, as jobd makes them.
+/// `tmp/ new/ running/ done/ failed/ values/`, as jobd makes them.
 fn make_spool(root: &Path) {
     for (dir, mode) in [
-        ("", 0o755),
-        ("tmp", 0o770),
-        ("new", 0o770),
+        ("", 0o750),
+        ("tmp", 0o3770),
+        ("new", 0o3770),
         ("running", 0o750),
         ("done", 0o750),
         ("failed", 0o750),
+        ("values", 0o711),
     ] {
+        let path = root.join(dir);
         fs::DirBuilder::new()
-            .mode(mode)
             .recursive(true)
-            .create(root.join(dir))
+            .create(&path)
             .expect("cannot create the spool folders");
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+            .expect("cannot set the spool folders' modes");
     }
 }
 
@@ -910,6 +920,158 @@ fn bench() {
              reference {reference:.0} jobs/s; jobd / reference = {:.2}",
             span_rate.unwrap_or(f64::NAN),
             jobd / reference
+        );
+    }
+
+    let flood_files = env_usize("SPOOL_FLOOD_FILES", 20_000);
+    let flood_seconds = env_usize("SPOOL_FLOOD_SECONDS", 20).max(3) as u64;
+    println!();
+    println!(
+        "flood: lateness of a per-second job (its run's start minus its instant, from the \
+         history, in ms),\n{flood_seconds} s quiet, then {flood_seconds} s from the moment \
+         {flood_files} files (delayed by an hour) are renamed into new/ at once, in the same \
+         jobd; intake = until `jobctl status` shows them all held"
+    );
+    println!("  round  phase       n     p50     p99     max  missed  intake s  held   busy %");
+    for round in 1..=rounds {
+        flood(round, flood_files, Duration::from_secs(flood_seconds));
+    }
+}
+
+/// The flood's jobfile: a per-second job, and the task the files ask for.
+const FLOOD_JOBFILE: &str = "timezone: UTC\nshutdown_grace: 2s\nstate_dir: state\n\
+    spool:\n  dir: spool\njobs:\n  tick:\n    every: 1s\n    command: [/bin/true]\n\
+    tasks:\n  later:\n    command: [/bin/true]\n";
+const FLOOD_REQUEST: &[u8] = b"{\"task\": \"later\", \"delay\": \"1h\"}\n";
+
+/// The per-second job's runs whose instant is in `from..to` (ns since the epoch):
+/// their lateness in ms, and how many instants of the range have no run.
+fn tick_lateness(state: &Path, from: i64, to: i64) -> (Vec<i64>, i64) {
+    let text = fs::read_to_string(state.join("history.jsonl")).unwrap_or_default();
+    let ns = |run: &serde_json::Value, key: &str| {
+        run[key]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .and_then(|t| t.timestamp_nanos_opt())
+    };
+    let mut late = Vec::new();
+    let mut instants = HashSet::new();
+    for run in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|run| run["job"] == "tick")
+    {
+        let (Some(due), Some(started)) = (ns(&run, "scheduled_at"), ns(&run, "started_at")) else {
+            continue;
+        };
+        if due >= from && due < to {
+            late.push((started - due) / 1_000);
+            instants.insert(due / SECOND);
+        }
+    }
+    let expected = (to / SECOND) - (from + SECOND - 1) / SECOND;
+    (late, (expected - instants.len() as i64).max(0))
+}
+
+/// How many files jobd holds, by `jobctl status --json`.
+fn held(jobfile: &Path) -> Option<u64> {
+    let out = Command::new(JOBCTL)
+        .arg("-c")
+        .arg(jobfile)
+        .args(["status", "--json"])
+        .output()
+        .ok()?;
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let spool = &status["spool"];
+    Some(spool["queued"].as_u64()? + spool["delayed"].as_u64()?)
+}
+
+fn flood(round: usize, files: usize, watch: Duration) {
+    let dir = TempDir::with_prefix("jobd-flood-").expect("cannot create a temporary dir");
+    let jobfile = dir.path().join("jobd.yaml");
+    fs::write(&jobfile, FLOOD_JOBFILE).expect("cannot write the jobfile");
+    let log = dir.path().join("jobd.log");
+    let child = Command::new(JOBD)
+        .arg("-c")
+        .arg(&jobfile)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).expect("cannot create jobd's log"))
+        .spawn()
+        .expect("cannot start jobd");
+    let mut jobd = Guard::new("jobd", child);
+    wait_started(&mut jobd, &log);
+    let spool = dir.path().join("spool");
+    let state = dir.path().join("state");
+    // Written beforehand: the flood is the renames alone.
+    for i in 0..files {
+        fs::write(
+            spool.join("tmp").join(format!("f{i:06}.json")),
+            FLOOD_REQUEST,
+        )
+        .expect("cannot write a spool file");
+    }
+    let quiet_from = realtime_ns();
+    let cpu = Cpu::now();
+    thread::sleep(watch);
+    let quiet_busy = cpu.busy_since();
+    let flood_from = realtime_ns();
+    let cpu = Cpu::now();
+    let begun = Instant::now();
+    for i in 0..files {
+        let name = format!("f{i:06}.json");
+        fs::rename(spool.join("tmp").join(&name), spool.join("new").join(&name))
+            .expect("cannot rename into new/");
+    }
+    let expected = files.min(10_000) as u64;
+    let mut intake = None;
+    while begun.elapsed() < watch.max(Duration::from_secs(120)) {
+        if intake.is_none() && held(&jobfile) == Some(expected) {
+            intake = Some(begun.elapsed());
+        }
+        if intake.is_some() && begun.elapsed() >= watch {
+            break;
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    let flood_busy = cpu.busy_since();
+    let flood_to = realtime_ns();
+    let now_held = held(&jobfile);
+    if jobd.stop().is_none_or(|status| !status.success()) {
+        println!("         jobd did not stop cleanly");
+    }
+    let rows = [
+        (
+            "quiet",
+            tick_lateness(&state, quiet_from, flood_from),
+            quiet_busy,
+            None,
+        ),
+        (
+            "flood",
+            tick_lateness(&state, flood_from, flood_to),
+            flood_busy,
+            Some((intake, now_held)),
+        ),
+    ];
+    for (phase, (late, missed), busy, flood) in rows {
+        let Some(p) = Percentiles::of(late) else {
+            println!("  {round:>5}  {phase:<6}  no run");
+            continue;
+        };
+        let (intake, held) = match flood {
+            Some((intake, held)) => (
+                intake.map_or("never".to_string(), |d| format!("{:.2}", d.as_secs_f64())),
+                held.map_or("-".to_string(), |n| n.to_string()),
+            ),
+            None => ("-".to_string(), "-".to_string()),
+        };
+        println!(
+            "  {round:>5}  {phase:<6}  {:>5}  {:>6.1}  {:>6.1}  {:>6.1}  {missed:>6}  {intake:>8}  {held:>5}  {busy:>6.0}",
+            p.n,
+            p.p50 as f64 / 1e3,
+            p.p99 as f64 / 1e3,
+            p.max as f64 / 1e3,
         );
     }
 }

@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-SAMPLES = 50  # tasks enqueued one at a time, each waited for: the latency
-BATCH = 500  # tasks enqueued at once: the throughput
+# Tasks enqueued one at a time, each waited for (the latency), and at once (the
+# throughput); fewer with BENCH_SAMPLES and BENCH_BATCH on a busy machine, where a
+# cold Django start per task can take seconds.
+SAMPLES = int(os.environ.get("BENCH_SAMPLES", "50"))
+BATCH = int(os.environ.get("BENCH_BATCH", "500"))
 WORKERS = 2
-PATIENCE = 900.0
+PATIENCE = 3600.0
 
 JOBFILE = """\
 state_dir: {work}/jobd-state
@@ -32,6 +35,15 @@ tasks:
   django_task:
     command: [{python}, manage.py, jobd_task]
     accept: {{data: true}}
+"""
+
+# The same task as a fork of a warm runtime's server, which imported Django once.
+WARM = """\
+runtimes:
+  django:
+    command: [{python}, -m, jobd.warm]
+    env: {{DJANGO_SETTINGS_MODULE: benchsite.settings}}
+    preload: [django]
 """
 
 
@@ -140,11 +152,17 @@ def db_worker(work: Path, env: dict[str, str]) -> dict[str, Any]:
         stop(workers)
 
 
-def jobd(binary: str, work: Path, env: dict[str, str]) -> dict[str, Any] | str:
-    jobfile = work / "jobd.yaml"
-    jobfile.write_text(
-        JOBFILE.format(work=work, here=HERE, python=sys.executable, workers=WORKERS)
-    )
+def jobd(binary: str, work: Path, env: dict[str, str], warm: bool) -> dict[str, Any] | str:
+    jobfile = work / ("jobd-warm.yaml" if warm else "jobd-cold.yaml")
+    # The same spool, state and entry log as the run before: start the log afresh.
+    (work / "entered.log").unlink(missing_ok=True)
+    text = JOBFILE.format(work=work, here=HERE, python=sys.executable, workers=WORKERS)
+    if warm:
+        text = WARM.format(python=sys.executable) + text.replace(
+            f"command: [{sys.executable}, manage.py, jobd_task]",
+            "runtime: django\n    command: [manage.py, jobd_task]",
+        )
+    jobfile.write_text(text)
     log = work / "jobd.log"
     daemon = subprocess.Popen(
         [binary, "-c", str(jobfile)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
@@ -156,8 +174,15 @@ def jobd(binary: str, work: Path, env: dict[str, str]) -> dict[str, Any] | str:
                 tail = log.read_text(errors="replace").strip().splitlines()[-3:]
                 return "not measured: this jobd did not start a spool with tasks.json: " + " | ".join(tail)
             time.sleep(0.05)
+        if warm:
+            # Runs start cold until the server has imported Django: wait for it.
+            while "is ready" not in log.read_text(errors="replace"):
+                if daemon.poll() is not None or time.monotonic() > deadline:
+                    return "not measured: the warm runtime's server never got ready"
+                time.sleep(0.05)
+        what = "a fork of a warm server" if warm else "a fresh manage.py jobd_task"
         return measure(
-            f"jobd ({WORKERS} workers, a fresh manage.py jobd_task per task)",
+            f"jobd ({WORKERS} workers, {what} per task)",
             "jobd",
             [daemon],
             work / "entered.log",
@@ -191,7 +216,11 @@ def main() -> None:
         f"throughput: {BATCH} tasks enqueued at once, {WORKERS} workers\n"
     )
     try:
-        results = [db_worker(work, env), jobd(binary, work, env)]
+        results = [
+            db_worker(work, env),
+            jobd(binary, work, env, warm=False),
+            jobd(binary, work, env, warm=True),
+        ]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     header = f"{'':62} {'median':>8} {'p99':>8} {'enqueue ' + str(BATCH):>12} {'all entered':>12} {'tasks/s':>8}"
@@ -206,7 +235,8 @@ def main() -> None:
         )
     print(
         "\ndb_worker polls its table every --interval (1 s, its default) while idle; jobd "
-        "hears of a file at once (inotify) and starts a Python process per task."
+        "hears of a file at once (inotify) and starts a process per task: a fresh Python "
+        "and Django, or a fork of a warm runtime's server."
     )
 
 

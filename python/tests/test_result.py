@@ -138,6 +138,22 @@ def test_a_result_without_its_request_file_beside_it(spool: FakeSpool) -> None:
     assert found.state == "done" and found.data is None
 
 
+def test_a_request_filed_on_between_two_reads_is_found_where_it_went(spool: FakeSpool) -> None:
+    # jobd writes the result in done/ first, then moves the file there and removes
+    # running/'s result: a reader can find running/'s result and no file beside it.
+    spool.result(
+        "running", "moving", state="running", attempt=1, attempts=[attempt(1, None)]
+    )
+    (spool.root / "running" / "moving.json").unlink()
+    spool.result(
+        "done", "moving", state="done", outcome="success",
+        request={"data": {"module_path": "x.y"}},
+    )
+    found = jobd.result("moving", spool_dir=spool.root)
+    assert found.state == "done"
+    assert found.data == {"module_path": "x.y"}
+
+
 def test_an_unknown_id(spool: FakeSpool) -> None:
     with pytest.raises(jobd.ResultNotFound, match="no request 'nope'") as raised:
         jobd.result("nope", spool_dir=spool.root)

@@ -13,7 +13,7 @@ use crate::adapter::spawner::Spawner;
 use crate::leaf::duration;
 use crate::leaf::now::Now;
 use crate::machine::supervisor::{Ended, Launch, Origin};
-use crate::model::record::{ExitStatus, signal_name};
+use crate::model::record::{ExitStatus, Verdict, signal_name};
 use crate::policy::hooks::{self, Alert, Failure};
 use crate::policy::overlap::Decision;
 
@@ -59,7 +59,10 @@ impl<S: Spawner> Daemon<S> {
         self.history.push(record.info());
         let verdict = record.outcome.verdict();
         let failed_for_good = match &origin {
-            Origin::Spool(file) => self.spool.ended(file, &record, &self.config, now.mono),
+            // An attempt a killed jobd left is the spool's recovery's to take up (it
+            // runs the file again): here it is only recorded.
+            Origin::Spool(_) if verdict == Verdict::Interrupted => false,
+            Origin::Spool(file) => self.spool.ended(file, &record, &self.config, now),
             Origin::Oneoff(id) => self.oneoff_ended(*id, &record, now),
             Origin::Job => {
                 if let Some(side) = &mut self.cluster {

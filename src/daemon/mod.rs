@@ -239,7 +239,7 @@ impl<S: Spawner> Daemon<S> {
         // jobd left running must stop first.
         let journal = Journal::open(&config.state_dir).map_err(DaemonError::Journal)?;
         let left_behind = interrupted::stop_left_behind(&journal);
-        let spool = Spool::open(&config, now.mono).map_err(DaemonError::Spool)?;
+        let spool = Spool::open(&config, now).map_err(DaemonError::Spool)?;
         let history = History::open(&config.state_dir);
         let mut supervisor = Supervisor::new(spawner, boot_id());
         if let Some(runtimes) = supervisor.spawner().runtimes() {
@@ -309,10 +309,14 @@ impl<S: Spawner> Daemon<S> {
             self.server.expire(now.mono);
             self.server.report(now.mono);
             self.tell_systemd(now.mono);
-            self.spool.tick(now.wall, now.mono, &self.config);
+            self.spool.tick(now, &self.config);
+            self.take_in(now);
             self.start_files(now);
             self.warm_exits(now);
             self.pass_output();
+            // More files to look at: poll without sleeping, so that the timers are
+            // looked at between batches.
+            let more = self.spool.busy();
             self.write_metrics(now);
             self.arm()?;
             if self.advance_shutdown(now) {
@@ -324,7 +328,7 @@ impl<S: Spawner> Daemon<S> {
                 info!("jobd stopped");
                 return Ok(());
             }
-            ready = self.wait(now.mono)?;
+            ready = self.wait(now.mono, more)?;
         }
     }
 
@@ -375,8 +379,9 @@ impl<S: Spawner> Daemon<S> {
         }
     }
 
-    /// One poll, until the earliest deadline. Returns what is ready.
-    fn wait(&self, now: Instant) -> Result<Ready, DaemonError> {
+    /// One poll, until the earliest deadline, or at once when the spool has `more`
+    /// files to look at. Returns what is ready.
+    fn wait(&self, now: Instant, more: bool) -> Result<Ready, DaemonError> {
         let deadline = [
             self.supervisor.next_deadline(),
             self.spool.next_deadline(),
@@ -396,6 +401,7 @@ impl<S: Spawner> Daemon<S> {
         .flatten()
         .min();
         let timeout = match deadline {
+            _ if more => PollTimeout::ZERO,
             None => PollTimeout::NONE,
             // Rounded up: waking a little after a deadline is fine, before it is a spin.
             Some(at) => {
@@ -492,15 +498,15 @@ impl<S: Spawner> Daemon<S> {
 
     /// A one-line summary for systemd's STATUS=.
     fn summary(&self) -> String {
-        let (queued, delayed, running, retrying) = self.spool.counts();
+        let spool = self.spool.counts();
         format!(
             "{} enabled, {} running; one-off: {} queued, {} delayed, {} running, {} retrying",
             count(self.config.jobs.iter().filter(|j| j.enabled).count(), "job"),
-            self.supervisor.running().saturating_sub(running),
-            queued,
-            delayed,
-            running,
-            retrying
+            self.supervisor.running().saturating_sub(spool.running),
+            spool.waiting,
+            spool.delayed,
+            spool.running,
+            spool.retrying
         )
     }
 
@@ -544,13 +550,13 @@ impl<S: Spawner> Daemon<S> {
             self.metrics.skipped(&job, Skip::Disabled, count);
         }
         file.changed(self.metrics.version());
-        let (queued, delayed, running, retrying) = self.spool.counts();
+        let spool = self.spool.counts();
         let (done_total, failed_total) = self.spool.finished();
         let counts = SpoolCounts {
-            queued,
-            delayed,
-            running,
-            retrying,
+            queued: spool.waiting,
+            delayed: spool.delayed,
+            running: spool.running,
+            retrying: spool.retrying,
             done_total,
             failed_total,
         };

@@ -117,8 +117,9 @@ impl<S: Spawner> Daemon<S> {
         }
     }
 
-    fn status(&self, now: Now) -> Status {
-        let (queued, delayed, running, retrying) = self.spool.counts();
+    fn status(&mut self, now: Now) -> Status {
+        let spool = self.spool.counts();
+        let failed_recently = self.spool.failed_recently();
         let runtimes = self.supervisor.spawner_ref().runtimes_ref();
         Status {
             runtimes: runtimes.map(|r| r.status()).unwrap_or_default(),
@@ -128,7 +129,7 @@ impl<S: Spawner> Daemon<S> {
                 .history
                 .problems()
                 .into_iter()
-                .chain(self.spool.problems())
+                .chain(self.spool.problems(&self.config))
                 .chain(runtimes.map(|r| r.problems()).unwrap_or_default())
                 .chain(
                     self.metrics_file
@@ -148,11 +149,11 @@ impl<S: Spawner> Daemon<S> {
             ),
             spool: Some(SpoolStatus {
                 dir: self.config.spool.dir.display().to_string(),
-                queued,
-                delayed,
-                running,
-                retrying,
-                failed_recently: self.spool.failed_recently(),
+                queued: spool.waiting,
+                delayed: spool.delayed,
+                running: spool.running,
+                retrying: spool.retrying,
+                failed_recently,
                 workers: self.config.spool.workers,
                 tasks: self
                     .config

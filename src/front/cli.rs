@@ -187,6 +187,11 @@ pub enum JobctlCommand {
     /// time), a stopped one when it starts. In cluster mode the request goes into the
     /// cluster's table instead (any live host runs it), unless --spool.
     Submit(SubmitArgs),
+    /// List the spool's files by state (queued, delayed, running, retrying, done, failed) with their reasons
+    ///
+    /// Reads the spool's folders, so it works the same whether or not jobd is running.
+    /// With NAME, shows that file (a file name or an id) with its attempts.
+    Spool(SpoolArgs),
     /// Print a shell completion script for jobctl on stdout
     Completions(CompletionsArgs),
 }
@@ -206,15 +211,19 @@ pub struct SubmitArgs {
     #[arg(long = "in", value_name = "DURATION", value_parser = parse_duration)]
     pub delay: Option<std::time::Duration>,
 
-    /// Set an environment variable for the run (repeatable)
+    /// Set an environment variable for the run (repeatable); the task must accept it (accept.env)
     #[arg(long = "env", value_name = "K=V", value_parser = parse_assignment)]
     pub env: Vec<(String, String)>,
+
+    /// A JSON value for the run to read from its spool file (the task must set accept.data: true)
+    #[arg(long = "data", value_name = "JSON", value_parser = parse_json)]
+    pub data: Option<serde_json::Value>,
 
     /// In cluster mode, write the spool file anyway (this host's jobd forwards it to the cluster)
     #[arg(long = "spool")]
     pub spool: bool,
 
-    /// Arguments appended to the task's command, passed literally (never to a shell)
+    /// Arguments appended to the task's command, passed literally (never to a shell); each must match the task's accept.args
     #[arg(last = true, value_name = "ARG")]
     pub args: Vec<String>,
 }
@@ -245,6 +254,21 @@ fn parse_at(text: &str) -> Result<At, String> {
                  or 2026-11-27T19:00:00 (in the jobfile's time zone)"
         )
     })
+}
+
+#[derive(Debug, Args)]
+pub struct SpoolArgs {
+    /// Only this file: its name in the spool, or its id
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Print the files as JSON, each with its result
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_json(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not one JSON value: {e}"))
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {

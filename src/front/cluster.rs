@@ -7,8 +7,7 @@ use crate::adapter::cluster::oneoff::Submit;
 use crate::adapter::cluster::run_blocking;
 use crate::adapter::cluster::schema::{self, Migrated};
 use crate::adapter::postgres::{Libpq, Session, Settings};
-use crate::front::submit::{self, Start, SubmitError};
-use crate::leaf::yaml;
+use crate::front::submit::{self, Asks, Request, Start, SubmitError};
 use crate::model::config::{self, Config};
 
 /// How long a migration may take: a step waits for any other migration (a jobd
@@ -50,15 +49,10 @@ pub fn submit(
     config: &Config,
     task: &str,
     start: Start,
-    env: &[(String, String)],
-    args: &[String],
+    asks: &Asks,
 ) -> Result<(String, i64), SubmitError> {
-    let text = submit::request(config, task, start, env, args)?;
+    let Request { id, .. } = submit::request(config, task, start, asks)?;
     let cluster = settings(config).map_err(SubmitError::Invalid)?;
-    let request = yaml::parse(&text).map(|root| yaml::to_json(&root));
-    let request = request.map_err(|e| SubmitError::Invalid(e.to_string()))?;
-    let name = submit::unique_name(task);
-    let id = name.strip_suffix(".json").unwrap_or(&name).to_string();
     let (run_at, delay) = match start {
         Start::Now => (None, None),
         Start::At(at) => (Some(at), None),
@@ -66,9 +60,13 @@ pub fn submit(
     };
     let submission = Submit {
         task: task.to_string(),
-        args: args.to_vec(),
-        env: request["env"].as_object().cloned().unwrap_or_default(),
-        data: None,
+        args: asks.args.clone(),
+        env: asks
+            .env
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone().into()))
+            .collect(),
+        data: asks.data.clone(),
         run_at,
         delay,
         max_attempts: None,

@@ -10,11 +10,13 @@ use crate::adapter::control::client::{self, ClientError};
 use crate::adapter::control::protocol::{Body, Command, ReloadAnswer, RunAnswer, Status};
 use crate::adapter::control::reach;
 use crate::daemon::Daemon;
-use crate::front::cli::{At, CheckArgs, JobctlArgs, JobctlCommand, JobfileArgs};
+use crate::front::cli::{At, CheckArgs, JobctlArgs, JobctlCommand, JobfileArgs, SpoolArgs};
 use crate::front::render::{self, Style};
-use crate::front::submit::Start;
+use crate::front::submit::{Asks, Start};
 use crate::front::{check, preflight};
 use crate::leaf::{visible, words};
+use crate::machine::spool::layout::Layout;
+use crate::machine::spool::listing;
 use crate::model::config::{self, Host};
 use crate::model::record::Stream;
 use std::io::IsTerminal;
@@ -443,6 +445,10 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                 other => fail(other, args),
             }
         }
+        JobctlCommand::Spool(args) => match valid() {
+            Ok(config) => spool(config, args, &style),
+            Err(code) => code,
+        },
         JobctlCommand::Submit(submit) => {
             let config = match valid() {
                 Ok(config) => config,
@@ -467,14 +473,13 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                 (None, Some(delay)) => Start::In(delay),
                 (None, None) => Start::Now,
             };
+            let asks = Asks {
+                env: submit.env.clone(),
+                args: submit.args.clone(),
+                data: submit.data.clone(),
+            };
             if config.cluster.is_some() && !submit.spool {
-                return match crate::front::cluster::submit(
-                    config,
-                    &submit.task,
-                    start,
-                    &submit.env,
-                    &submit.args,
-                ) {
+                return match crate::front::cluster::submit(config, &submit.task, start, &asks) {
                     Ok((id, row)) => {
                         println!("{id}");
                         eprintln!("submitted to the cluster as one-off {row}");
@@ -486,13 +491,7 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                     }
                 };
             }
-            match crate::front::submit::submit(
-                config,
-                &submit.task,
-                start,
-                &submit.env,
-                &submit.args,
-            ) {
+            match crate::front::submit::submit(config, &submit.task, start, &asks) {
                 Ok(name) => {
                     println!("{name}");
                     ExitCode::SUCCESS
@@ -522,6 +521,48 @@ fn reload_counts(answer: &ReloadAnswer, dry_run: bool) -> String {
             if added == 1 { "was" } else { "were" }
         ),
     }
+}
+
+/// `jobctl spool [NAME] [--json]`: the spool's files by state, from its folders.
+fn spool(config: &config::Config, args: &SpoolArgs, style: &Style) -> ExitCode {
+    let layout = Layout::new(&config.spool.dir);
+    if !layout.new.is_dir() {
+        eprintln!(
+            "jobctl: there is no spool at {} (jobd has not run with this jobfile yet)",
+            layout.root.display()
+        );
+        return ExitCode::from(FAILED);
+    }
+    let entries = match listing::list(&layout, style.now, args.name.as_deref()) {
+        Ok(entries) => entries,
+        Err((dir, error)) => {
+            eprintln!(
+                "jobctl: cannot read {}: {error} (root, jobd's user and the members of \
+                 spool.group may)",
+                dir.display()
+            );
+            return ExitCode::from(FAILED);
+        }
+    };
+    if let Some(name) = &args.name
+        && entries.is_empty()
+    {
+        eprintln!(
+            "jobctl: no file named or with the id `{}` in {}",
+            name.escape_debug(),
+            layout.root.display()
+        );
+        return ExitCode::from(FAILED);
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&entries).expect("entries serialize")
+        );
+    } else {
+        print!("{}", render::spool(&entries, args.name.is_some(), style));
+    }
+    ExitCode::SUCCESS
 }
 
 fn print_status(status: &Status, json: bool, style: &Style, code: ExitCode) -> ExitCode {

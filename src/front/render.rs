@@ -10,6 +10,7 @@ use chrono_tz::Tz;
 use crate::adapter::control::protocol::{ClusterStatus, NextInstant, SpoolStatus, Status};
 use crate::adapter::runtime::RuntimeStatus;
 use crate::leaf::visible;
+use crate::machine::spool::listing::{Entry, Listed};
 use crate::model::record::{LogLine, RunInfo, Stream, Verdict};
 
 /// `text` with its control characters written out.
@@ -486,6 +487,81 @@ pub fn next(instants: &[NextInstant], style: &Style) -> String {
         })
         .collect();
     table(&rows)
+}
+
+/// `jobctl spool`: the files by state; with `detail`, each file's attempts too.
+pub fn spool(entries: &[Entry], detail: bool, style: &Style) -> String {
+    if entries.is_empty() {
+        return "the spool is empty\n".to_string();
+    }
+    let mut rows = vec![
+        ["STATE", "FILE", "ID", "TASK", "WHEN", "REASON"]
+            .map(|h| style.bold(h))
+            .to_vec(),
+    ];
+    for entry in entries {
+        let state = entry.state.word();
+        rows.push(vec![
+            if entry.state == Listed::Failed {
+                style.red(state)
+            } else {
+                state.to_string()
+            },
+            shown(&entry.file),
+            entry.id.as_deref().map_or_else(|| "-".to_string(), shown),
+            entry.task.clone().unwrap_or_else(|| "-".to_string()),
+            entry
+                .at
+                .as_deref()
+                .and_then(parse)
+                .map_or_else(|| "-".to_string(), |at| clock(at, style)),
+            entry.reason.as_deref().map(shown).unwrap_or_default(),
+        ]);
+    }
+    let mut out = table(&rows);
+    if !detail {
+        return out;
+    }
+    for entry in entries {
+        let Some(result) = &entry.result else {
+            continue;
+        };
+        let _ = writeln!(out, "\n{} ({})", shown(&entry.file), result.state.word());
+        for attempt in &result.attempts {
+            let outcome = attempt.outcome.map_or("running", |o| o.word());
+            let mut line = format!(
+                "  attempt {} (run {}): {outcome}",
+                attempt.attempt, attempt.run_id
+            );
+            if let Some(code) = attempt.exit_code {
+                let _ = write!(line, ", exit {code}");
+            }
+            if let Some(signal) = &attempt.signal {
+                let _ = write!(line, ", {signal}");
+            }
+            let _ = write!(line, ", started {}", attempt.started_at);
+            if let Some(ended) = &attempt.ended_at {
+                let _ = write!(line, ", ended {ended}");
+            }
+            let _ = writeln!(out, "{line}");
+            if let Some(error) = &attempt.error {
+                let _ = writeln!(out, "    error: {}", shown(error));
+            }
+            if let Some(value) = &attempt.value {
+                let _ = writeln!(out, "    value: {}", shown(&value.to_string()));
+            }
+            if let Some(error) = &attempt.value_error {
+                let _ = writeln!(out, "    value_error: {}", shown(error));
+            }
+            for line in &attempt.output {
+                let _ = writeln!(out, "    | {}", shown(line));
+            }
+        }
+        if let Some(next) = &result.next_attempt_at {
+            let _ = writeln!(out, "  next attempt at {next}");
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -19,6 +19,18 @@ pub enum Durability {
 /// written, perhaps synced, then renamed over it. The caller syncs the folder when the
 /// rename itself must be durable. A failed write leaves no temporary behind.
 pub fn replace(path: &Path, bytes: &[u8], mode: u32, durability: Durability) -> io::Result<()> {
+    replace_shared(path, bytes, mode, None, durability)
+}
+
+/// `replace`, the new file also given to `group` (one jobd's user belongs to): for the
+/// files others read through that group, whatever group the folder would give.
+pub fn replace_shared(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    group: Option<nix::unistd::Gid>,
+    durability: Durability,
+) -> io::Result<()> {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let temporary = path.with_file_name(format!(".{name}.tmp"));
     let written = (|| {
@@ -30,6 +42,9 @@ pub fn replace(path: &Path, bytes: &[u8], mode: u32, durability: Durability) -> 
             .mode(mode)
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&temporary)?;
+        if let Some(group) = group {
+            nix::unistd::fchown(&file, None, Some(group))?;
+        }
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
         if durability == Durability::Synced {

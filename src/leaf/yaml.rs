@@ -81,14 +81,15 @@ const MAX_ALIASES: usize = 1_000;
 const MAX_EVENTS: usize = 2_000_000;
 const MAX_REPLAYED_EVENTS: usize = 100_000;
 
-/// The parser's settings: YAML 1.2 scalars and the budgets above.
-fn options() -> serde_saphyr::Options {
+/// The parser's settings: YAML 1.2 scalars and the budgets above, with at most
+/// `max_nodes` nodes.
+fn options(max_nodes: usize) -> serde_saphyr::Options {
     let mut alias_limits = serde_saphyr::options::AliasLimits::default();
     alias_limits.max_total_replayed_events = MAX_REPLAYED_EVENTS;
     serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_depth: MAX_DEPTH,
-            max_nodes: MAX_NODES,
+            max_nodes: max_nodes,
             max_aliases: MAX_ALIASES,
             max_events: MAX_EVENTS,
             max_documents: 1,
@@ -105,7 +106,13 @@ fn options() -> serde_saphyr::Options {
 
 /// Parse one YAML document into a located tree. An empty document is `Null`.
 pub fn parse(text: &str) -> Result<Node, YamlError> {
-    let options = options();
+    parse_within(text, MAX_NODES)
+}
+
+/// `parse`, with at most `max_nodes` values: for files whose size alone would let
+/// them cost too much time (a spool file is parsed inside the loop).
+pub fn parse_within(text: &str, max_nodes: usize) -> Result<Node, YamlError> {
+    let options = options(max_nodes);
     let parsed: Result<Option<Spanned<Value>>, _> =
         serde_saphyr::from_str_with_options(text, options);
     match parsed {
@@ -123,7 +130,7 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
             });
             let message = match (unknown_alias(&err), pos) {
                 (true, Some(pos)) => alias_hint(text, pos),
-                _ => describe(&err),
+                _ => describe(&err, max_nodes),
             };
             Err(YamlError { pos, message })
         }
@@ -172,7 +179,7 @@ fn alias_hint(text: &str, pos: Pos) -> String {
 
 /// Messages in the user's terms: what is wrong with their file, not which parser option
 /// would have let it through.
-fn describe(err: &serde_saphyr::Error) -> String {
+fn describe(err: &serde_saphyr::Error, max_nodes: usize) -> String {
     use serde_saphyr::Error as E;
     use serde_saphyr::budget::BudgetBreach as B;
     match err {
@@ -184,6 +191,7 @@ fn describe(err: &serde_saphyr::Error) -> String {
             B::Aliases { .. } | B::Anchors { .. } => {
                 format!("more than {MAX_ALIASES} aliases or anchors")
             }
+            B::Nodes { .. } => format!("too large or too complex: more than {max_nodes} values"),
             _ => "too large or too complex to be a jobd file".to_string(),
         },
         E::AliasReplayLimitExceeded { .. }
@@ -192,7 +200,7 @@ fn describe(err: &serde_saphyr::Error) -> String {
             "aliases expand to too much data (an alias bomb?)".to_string()
         }
         // What went wrong while an alias was replayed, or behind a snippet.
-        E::AliasError { error, .. } | E::WithSnippet { error, .. } => describe(error),
+        E::AliasError { error, .. } | E::WithSnippet { error, .. } => describe(error, max_nodes),
         other => plain_message(&other.to_string()),
     }
 }

@@ -35,7 +35,7 @@ fn prints_the_next_fire_times_of_the_example() {
     }
     assert!(
         run.stderr()
-            .contains("ok: 6 jobs (5 enabled, 1 disabled), 1 task"),
+            .contains("ok: 6 jobs (5 enabled, 1 disabled), 2 tasks"),
         "{}",
         run.stderr()
     );

@@ -124,8 +124,10 @@ jobs:
     command: 'echo "$JOBD_SCHEDULED_AT $$" >> tick.out'
 tasks:
   mark:
-    command: [sh, -c, 'echo "start $$ $JOBD_ATTEMPT" >> "marks/$JOBD_SPOOL_FILE"; sleep "$1"; echo "end $$" >> "marks/$JOBD_SPOOL_FILE"', mark]
+    command: [sh, -c, 'echo "start $$ $JOBD_ATTEMPT" >> "marks/$JOBD_SPOOL_NAME"; sleep "$1"; echo "end $$" >> "marks/$JOBD_SPOOL_NAME"', mark]
     timeout: 60s
+    accept:
+      args: ['[0-9.]+']
 "#;
 
 /// (1) SIGKILL at random moments while files pour into the spool: at the end every file
@@ -255,7 +257,7 @@ fn kill_9_storm_loses_no_spool_file_and_runs_no_instant_twice() {
             }
         );
         let result = dir.result("done", &name);
-        assert_eq!(result["status"], "done", "{name}: {result}");
+        assert_eq!(result["state"], "done", "{name}: {result}");
         let attempts = result["attempts"].as_array().unwrap();
         assert_eq!(attempts.last().unwrap()["exit_code"], 0, "{name}: {result}");
         let marker = read_marker(&dir.join("marks").join(&name));
@@ -351,6 +353,8 @@ jobs:
 tasks:
   slow:
     command: [sh, -c, 'echo "start $$ $JOBD_ATTEMPT" >> marker; sleep "$1"; echo "end $$" >> marker; echo "to a closed pipe"; echo "after $$" >> marker', slow]
+    accept:
+      args: ['[0-9]+']
 "#,
     );
     let mark = dir.path().display().to_string();
@@ -870,7 +874,9 @@ jobs:
     command: 'echo "$JOBD_SCHEDULED_AT" >> tick.out'
 tasks:
   note:
-    command: [sh, -c, 'echo "$JOBD_SPOOL_FILE $JOBD_ATTEMPT" >> notes.out', note]
+    command: [sh, -c, 'echo "$JOBD_SPOOL_NAME $JOBD_ATTEMPT" >> notes.out', note]
+  slow_note:
+    command: [sh, -c, 'sleep 2; echo "$JOBD_SPOOL_NAME $JOBD_ATTEMPT" >> notes.out', note]
 "#;
 
 /// The lines of the history file that are not whole JSON objects.
@@ -1048,7 +1054,8 @@ fn a_read_only_state_directory_is_logged_and_the_history_recovers() {
 
 /// (5c) A spool file that finishes while the state directory (which holds the spool) is
 /// full: its result cannot be written. Once space returns it must still end in done/,
-/// without waiting for a restart, and must not run again.
+/// without waiting for a restart, and must not run again. (The disk fills while it
+/// runs: a claim copies the file, so a file due on a full disk waits in new/ instead.)
 #[test]
 fn a_spool_file_finished_on_a_full_disk_is_filed_once_space_returns() {
     let dir = Dir::new(DISK);
@@ -1063,8 +1070,8 @@ fn a_spool_file_finished_on_a_full_disk_is_filed_once_space_returns() {
         fs::write(spool.join("tmp").join(name), body).unwrap();
         fs::rename(spool.join("tmp").join(name), spool.join("new").join(name)).unwrap();
     };
-    drop("late.json", r#"{"task": "note", "delay": "2s"}"#);
-    jobd.wait_log("late.json waits until", Duration::from_secs(10));
+    drop("late.json", r#"{"task": "slow_note"}"#);
+    jobd.wait_log("(spool file late.json, attempt 1)", Duration::from_secs(10));
     let filler = mount.fill();
     assert!(
         eventually(Duration::from_secs(20), || dir.lines("notes.out").len()

@@ -80,6 +80,27 @@ impl Dir {
         }
     }
 
+    /// `start`, with jobd's umask set to `umask` (the packaged units' 0002, say): what
+    /// jobd writes must not take its mode from it.
+    pub fn start_with_umask(&self, umask: u32) -> Daemon {
+        use std::os::unix::process::CommandExt;
+        let log = fs::File::create(self.join("jobd.log")).unwrap();
+        let mut command = self.daemon_command(&[], &[], log);
+        let mask = nix::sys::stat::Mode::from_bits_truncate(umask);
+        // SAFETY: umask is async-signal-safe and cannot fail; the mode was built before
+        // the fork.
+        unsafe {
+            command.pre_exec(move || {
+                nix::sys::stat::umask(mask);
+                Ok(())
+            });
+        }
+        Daemon {
+            child: Some(command.spawn().unwrap()),
+            log: self.join("jobd.log"),
+        }
+    }
+
     /// jobd on this directory's jobfile, in a clean environment plus `env`, its log
     /// going to `log`.
     fn daemon_command(&self, args: &[&str], env: &[(&str, &str)], log: fs::File) -> Command {
@@ -320,28 +341,6 @@ impl Dir {
                     Ok(())
                 });
             }
-        }
-        Daemon {
-            child: Some(command.spawn().unwrap()),
-            log: self.join("jobd.log"),
-        }
-    }
-}
-
-impl Dir {
-    /// `start`, with jobd's umask set to `umask` (as a unit's `UMask=` would).
-    pub fn start_with_umask(&self, umask: u32) -> Daemon {
-        use std::os::unix::process::CommandExt;
-        let log = fs::File::create(self.join("jobd.log")).unwrap();
-        let mut command = self.daemon_command(&[], &[], log);
-        let mask = nix::sys::stat::Mode::from_bits_truncate(umask);
-        // SAFETY: umask is async-signal-safe and cannot fail; `mask` was built before
-        // the fork.
-        unsafe {
-            command.pre_exec(move || {
-                nix::sys::stat::umask(mask);
-                Ok(())
-            });
         }
         Daemon {
             child: Some(command.spawn().unwrap()),

@@ -748,7 +748,7 @@ spool:
   workers: 4
 tasks:
   mark:
-    command: [sh, -c, 'printf "%s\n" "$JOBD_SPOOL_FILE" >> ran.log', mark]
+    command: [sh, -c, 'printf "%s\n" "$JOBD_SPOOL_NAME" >> ran.log', mark]
 "#;
 
 /// A spool file jobd must refuse, and a word its result's reason must contain.
@@ -774,7 +774,13 @@ fn hostile_spool_files() -> Vec<Hostile> {
             &b"{\"task\": \"mark\", \"args\": [\"caf\xc3"[..],
             "it is not UTF-8 text (byte 30)",
         ),
-        hostile("alias-bomb.yaml", billion_laughs(9, "task: mark"), "alias"),
+        // Refused by the aliases' limit, or sooner by the count of values a spool file
+        // may hold.
+        hostile(
+            "alias-bomb.yaml",
+            billion_laughs(9, "task: mark"),
+            "alias|more than 10000 values",
+        ),
         hostile(
             "deep-nesting.json",
             format!("{{\"task\": \"mark\", \"args\": {}", "[".repeat(10_000)),
@@ -950,24 +956,25 @@ fn hostile_spool_files_go_to_failed_with_a_reason_and_nothing_runs() {
     for file in &files {
         dir.drop_file(file.name, &file.contents);
     }
-    // What is not a file of its own, each pointing at a request that would run.
+    // What is not a file of its own, each pointing at a request that would run. A
+    // hard link is a regular file, refused and moved; the others are not files, and
+    // are refused where they lie, never moved into jobd's folders.
     let valid = dir.join("valid.json");
     fs::write(&valid, br#"{"task": "mark"}"#).unwrap();
-    let mut special = vec![
-        ("symlink.json", "it is a symbolic link, not a file"),
+    fs::hard_link(&valid, new.join("hardlink.json")).unwrap();
+    let moved = [("hardlink.json", "it has 2 hard links")];
+    let mut in_place = vec![
+        ("symlink.json", "it is a symbolic link, not a regular file"),
         ("symlink-dir", "it is a symbolic link"),
         ("dangling-symlink.json", "it is a symbolic link"),
-        ("hardlink.json", "it has 2 hard links"),
         ("fifo.json", "it is a FIFO, not a regular file"),
         ("directory.json", "it is a directory, not a regular file"),
-        // jobd cannot open a socket to look at it, and says so.
-        ("socket.json", "socket|cannot open it"),
+        ("socket.json", "it is a socket, not a regular file"),
     ];
     std::os::unix::fs::symlink(&valid, new.join("symlink.json")).unwrap();
     std::os::unix::fs::symlink(dir.path(), new.join("symlink-dir")).unwrap();
     std::os::unix::fs::symlink(dir.join("nowhere.json"), new.join("dangling-symlink.json"))
         .unwrap();
-    fs::hard_link(&valid, new.join("hardlink.json")).unwrap();
     nix::unistd::mkfifo(&new.join("fifo.json"), nix::sys::stat::Mode::S_IRWXU).unwrap();
     fs::create_dir(new.join("directory.json")).unwrap();
     fs::write(
@@ -985,7 +992,7 @@ fn hostile_spool_files_go_to_failed_with_a_reason_and_nothing_runs() {
         )
         .is_ok()
     {
-        special.push(("zero.json", "it is a device, not a regular file"));
+        in_place.push(("zero.json", "it is a device, not a regular file"));
     }
     // A name that is not UTF-8 cannot be reported in JSON: it moves to failed/ alone.
     let unnamed = OsStr::from_bytes(b"\xff\xfe.json");
@@ -999,13 +1006,22 @@ fn hostile_spool_files_go_to_failed_with_a_reason_and_nothing_runs() {
     let expected = files
         .iter()
         .map(|f| f.name)
-        .chain(special.iter().map(|(name, _)| *name))
+        .chain(moved.iter().map(|(name, _)| *name))
         .filter(|name| !name.ends_with(".result.json"))
         .count()
         + 1;
+    let refused_in_place = || {
+        in_place.iter().all(|(name, _)| {
+            dir.spool("failed")
+                .join(format!("{name}.result.json"))
+                .exists()
+        })
+    };
     assert!(
         eventually(Duration::from_secs(20), || {
-            dir.spool_files("failed").len() == expected && dir.spool_files("done") == ["good.json"]
+            dir.spool_files("failed").len() == expected
+                && dir.spool_files("done") == ["good.json"]
+                && refused_in_place()
         }),
         "expected {expected} files in failed/ and good.json in done/\nnew: {:?}\nrunning: {:?}\ndone: {:?}\nfailed: {:?}\n{}",
         dir.spool_files("new"),
@@ -1021,19 +1037,23 @@ fn hostile_spool_files_go_to_failed_with_a_reason_and_nothing_runs() {
         ["good.json"],
         "only the good file may run"
     );
-    assert!(dir.spool_files("new").is_empty() && dir.spool_files("running").is_empty());
+    let mut left: Vec<String> = in_place.iter().map(|(name, _)| name.to_string()).collect();
+    left.sort();
+    assert_eq!(dir.spool_files("new"), left, "refused where they lie");
+    assert!(dir.spool_files("running").is_empty());
     let mut wrong = Vec::new();
     let reasons = files
         .iter()
         .map(|f| (f.name, f.reason))
-        .chain(special.iter().copied());
+        .chain(moved.iter().copied())
+        .chain(in_place.iter().copied());
     for (name, reason) in reasons {
         let result = dir.result("failed", name);
         let text = result["reason"].as_str().unwrap_or_default();
-        if result["status"] != "failed" || says(text, &[reason]).is_err() {
+        if result["state"] != "failed" || says(text, &[reason]).is_err() {
             wrong.push(format!(
                 "{name}: {} `{text}`, expected `{reason}`",
-                result["status"]
+                result["state"]
             ));
         }
         if !result["attempts"].as_array().is_none_or(Vec::is_empty) {
@@ -1045,15 +1065,15 @@ fn hostile_spool_files_go_to_failed_with_a_reason_and_nothing_runs() {
         dir.spool("failed").join(unnamed).exists(),
         "the unnamed file is kept"
     );
-    // The link itself moved, not what it points at.
-    assert!(
-        valid.exists()
-            && fs::symlink_metadata(dir.spool("failed").join("symlink.json"))
-                .unwrap()
-                .file_type()
-                .is_symlink()
-    );
-    assert!(!jobd.log().contains("panicked"), "{}", jobd.log());
+    // Nothing that is not a regular file of its own came into jobd's folders.
+    for (name, _) in &in_place {
+        assert!(!dir.spool("failed").join(name).exists(), "{name} moved");
+    }
+    assert!(valid.exists());
+    // Each is refused once, not at every look.
+    let log = jobd.log();
+    assert_eq!(log.matches("refusing directory.json").count(), 1, "{log}");
+    assert!(!log.contains("panicked"), "{log}");
 }
 
 /// The names a writer may give a spool file that are awkward for the tools that read

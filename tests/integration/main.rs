@@ -18,5 +18,6 @@ mod postgres;
 mod reload;
 mod spool;
 mod trust_control;
+mod trust_spool;
 mod users;
 mod warm;

@@ -93,25 +93,29 @@ fn jobd_yaml_5_documents_every_jobfile_key() {
 
 #[test]
 fn jobd_8_documents_the_spool_file() {
-    let source = read("src/machine/spool/request.rs");
-    let lists = string_lists(&source);
-    let find = |name: &str| {
-        lists
-            .iter()
+    let list = |file: &str, name: &str| {
+        string_lists(&read(file))
+            .into_iter()
             .find(|(list, _)| list == name)
-            .map(|(_, items)| items.clone())
-            .unwrap_or_else(|| panic!("src/machine/spool/request.rs has no `const {name}` list"))
+            .map(|(_, items)| items)
+            .unwrap_or_else(|| panic!("{file} has no `const {name}` list"))
     };
     let page = plain(&read("man/jobd.8"));
     let entries = entries(&page);
-    let mut missing: Vec<String> = find("KEYS")
+    let mut missing: Vec<String> = list("src/machine/spool/request.rs", "KEYS")
         .into_iter()
         .filter(|key| !entries.contains(key))
         .map(|key| format!("spool file key `{key}` (a .TP entry)"))
         .collect();
-    for name in find("FORBIDDEN_ENV")
-        .into_iter()
-        .chain(find("FORBIDDEN_ENV_PREFIXES"))
+    let fence = "src/model/config/accept.rs";
+    for name in [
+        "FORBIDDEN_NAMES",
+        "FORBIDDEN_PREFIXES",
+        "FORBIDDEN_SUFFIXES",
+        "FORBIDDEN_SUBSTRINGS",
+    ]
+    .into_iter()
+    .flat_map(|list_name| list(fence, list_name))
     {
         if !contains_word(&page, &name) {
             missing.push(format!("forbidden variable `{name}`"));

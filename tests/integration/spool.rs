@@ -16,9 +16,14 @@ spool:
   workers: 2
 tasks:
   record:
-    command: [sh, -c, 'for a in "$@"; do printf "%s|" "$a"; done > "out/$JOBD_SPOOL_FILE"; echo " attempt=$JOBD_ATTEMPT at=$JOBD_SCHEDULED_AT" >> "out/$JOBD_SPOOL_FILE"', record]
+    command: [sh, -c, 'for a in "$@"; do printf "%s|" "$a"; done > "out/$JOBD_SPOOL_NAME"; echo " attempt=$JOBD_ATTEMPT at=$JOBD_SCHEDULED_AT" >> "out/$JOBD_SPOOL_NAME"', record]
+    accept:
+      args: ['.*', '-x']
+      env: [LANG]
   shell:
-    command: 'printf "%s|" "$@" > "out/$JOBD_SPOOL_FILE"'
+    command: 'printf "%s|" "$@" > "out/$JOBD_SPOOL_NAME"'
+    accept:
+      args: ['.*', '-x']
   flaky:
     command: 'echo "attempt $JOBD_ATTEMPT" >> out/flaky; test "$JOBD_ATTEMPT" -ge 3'
     retries: 3
@@ -58,7 +63,7 @@ fn many_files_at_once_all_run_once_with_args_arriving_literally() {
             "{name}: {out}"
         );
         let result = dir.result("done", &name);
-        assert_eq!(result["status"], "done");
+        assert_eq!(result["state"], "done");
         assert_eq!(result["attempts"].as_array().unwrap().len(), 1);
         assert_eq!(result["attempts"][0]["exit_code"], 0);
     }
@@ -168,36 +173,39 @@ fn bad_files_go_to_failed_with_a_reason_and_good_ones_still_run() {
         ("choose-program.json", "unknown key `command`"),
         ("env-path.json", "`LD_PRELOAD` may not be set"),
         ("huge.json", "more than the 1048576"),
+        ("hardlink.json", "2 hard links"),
+    ];
+    let in_place = [
         ("symlink", "symbolic link"),
         ("fifo", "a FIFO"),
         ("directory", "a directory"),
-        ("hardlink.json", "2 hard links"),
     ];
     assert!(
         eventually(Duration::from_secs(30), || {
             dir.spool_files("failed").len() == expected.len()
                 && dir.spool_files("done") == ["good.json"]
+                && in_place.iter().all(|(name, _)| {
+                    dir.spool("failed")
+                        .join(format!("{name}.result.json"))
+                        .exists()
+                })
         }),
         "failed: {:?}\ndone: {:?}\n{}",
         dir.spool_files("failed"),
         dir.spool_files("done"),
         jobd.log()
     );
-    for (name, reason) in expected {
+    for (name, reason) in expected.into_iter().chain(in_place) {
         let result = dir.result("failed", name);
-        assert_eq!(result["status"], "failed", "{name}");
+        assert_eq!(result["state"], "failed", "{name}");
         let text = result["reason"].as_str().unwrap_or_default();
         assert!(
             text.contains(reason),
             "{name}: `{text}` does not say `{reason}`"
         );
     }
-    assert!(
-        fs::symlink_metadata(dir.spool("failed").join("symlink"))
-            .unwrap()
-            .file_type()
-            .is_symlink()
-    );
+    // Refused where they lie: what is not a regular file never enters jobd's folders.
+    assert_eq!(dir.spool_files("new"), ["directory", "fifo", "symlink"]);
     assert_eq!(jobd.stop(), Some(0));
 }
 
@@ -331,24 +339,58 @@ fn submit_works_with_jobd_down_and_checks_the_task() {
             .unwrap()
             .starts_with("a b|$HOME|")
     );
-}
-
-#[test]
-fn a_spool_directory_writable_by_others_stops_jobd() {
-    let dir = dir();
-    dir.jobctl(&["submit", "record"]).code(0);
-    fs::set_permissions(dir.spool("new"), fs::Permissions::from_mode(0o777)).unwrap();
-    let mut jobd = dir.start(&[]);
-    assert_eq!(jobd.wait_exit(Duration::from_secs(10)), Some(1));
-    assert!(
-        jobd.log().contains("writable by every user"),
-        "{}",
-        jobd.log()
+    let id = name.strip_suffix(".json").unwrap();
+    assert_eq!(
+        dir.result("done", &name)["id"],
+        id,
+        "the name is the id, plus .json"
     );
 }
 
 #[test]
-#[ignore = "needs the spool's tasks.json and accept: (issue 14), merged next"]
+fn jobd_gives_its_spool_folders_their_modes_back_and_refuses_a_linked_one() {
+    let dir = dir();
+    dir.jobctl(&["submit", "record"]).code(0);
+    fs::set_permissions(dir.spool("new"), fs::Permissions::from_mode(0o777)).unwrap();
+    fs::set_permissions(dir.spool("done"), fs::Permissions::from_mode(0o757)).unwrap();
+    let mut jobd = dir.start(&[]);
+    dir.wait_spool("done", 1, Duration::from_secs(20), &jobd);
+    jobd.stop();
+    // Nobody but jobd's user and root submits here: the folders are jobd's alone.
+    let mode = |sub: &str| fs::metadata(dir.spool(sub)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode("new"), 0o700);
+    assert_eq!(mode("done"), 0o700);
+    assert!(
+        jobd.log().contains("had mode 777; giving it mode 700"),
+        "{}",
+        jobd.log()
+    );
+    // With submitters, the folders are shared with the spool's group.
+    fs::write(
+        dir.jobfile(),
+        TASKS.replace("  workers: 2", "  workers: 2\n  allow_users: [nobody]"),
+    )
+    .unwrap();
+    let mut jobd = dir.start(&[]);
+    jobd.wait_log("started", Duration::from_secs(10));
+    jobd.stop();
+    assert_eq!(mode("new"), 0o3770);
+    assert_eq!(mode("done"), 0o750);
+    assert!(
+        jobd.log()
+            .contains("allow_users or allow_groups is set, but spool.group is not"),
+        "{}",
+        jobd.log()
+    );
+
+    fs::rename(dir.spool("failed"), dir.join("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(dir.join("elsewhere"), dir.spool("failed")).unwrap();
+    let mut jobd = dir.start(&[]);
+    assert_eq!(jobd.wait_exit(Duration::from_secs(10)), Some(1));
+    assert!(jobd.log().contains("is a symbolic link"), "{}", jobd.log());
+}
+
+#[test]
 fn the_python_package_hands_a_report_to_a_real_jobd() {
     let dir = Dir::new(
         r#"
@@ -400,7 +442,7 @@ tasks:
 }
 
 #[test]
-fn done_keeps_at_most_keep_done_files_and_failed_keeps_all() {
+fn done_keeps_at_most_keep_done_files_and_failed_keeps_up_to_10000() {
     let dir = Dir::new(&TASKS.replace("  workers: 2", "  workers: 2\n  keep_done: 2"));
     fs::create_dir(dir.join("out")).unwrap();
     for i in 0..4 {
@@ -425,7 +467,7 @@ fn done_keeps_at_most_keep_done_files_and_failed_keeps_all() {
     assert_eq!(
         dir.spool_files("failed").len(),
         3,
-        "failed/ is kept whole by default"
+        "failed/ keeps 10,000 files by default"
     );
 }
 
@@ -454,7 +496,8 @@ fn a_file_that_cannot_start_frees_its_worker_at_once() {
 fn a_file_named_like_one_still_running_waits_for_it() {
     let dir = Dir::new(
         "timezone: UTC\nshutdown_grace: 2s\ntasks:\n  note:\n    \
-         command: 'echo \"start $1\" >> notes.out; sleep 1; echo \"end $1\" >> notes.out; exit $2'\n",
+         command: 'echo \"start $1\" >> notes.out; sleep 1; echo \"end $1\" >> notes.out; exit $2'\n    \
+         accept:\n      args: ['first|second', '[0-9]']\n",
     );
     let mut jobd = dir.start(&[]);
     jobd.wait_log("started", Duration::from_secs(10));
@@ -471,7 +514,7 @@ fn a_file_named_like_one_still_running_waits_for_it() {
         "one after the other, both run"
     );
     assert_eq!(dir.spool_files("done"), ["dup.json"]);
-    assert_eq!(dir.result("done", "dup.json")["status"], "done");
+    assert_eq!(dir.result("done", "dup.json")["state"], "done");
     assert_eq!(
         dir.result("failed", "dup.json")["attempts"][0]["exit_code"],
         3
@@ -515,4 +558,368 @@ fn a_second_jobd_on_the_same_spool_touches_nothing_that_runs() {
         ["attempt 1"],
         "the run was not disturbed"
     );
+}
+
+const VALUES: &str = r#"
+timezone: UTC
+shutdown_grace: 2s
+spool:
+  workers: 4
+tasks:
+  compute:
+    command:
+      - sh
+      - -c
+      - |
+        cp "$JOBD_SPOOL_FILE" "out/$JOBD_SPOOL_NAME"
+        echo "$JOBD_SPOOL_FILE" > "out/$JOBD_SPOOL_NAME.path"
+        case "$1" in
+          json) printf '{"rows": 12}' > "$JOBD_RESULT_FILE" ;;
+          bad) printf 'not json' > "$JOBD_RESULT_FILE" ;;
+          big) head -c 1100000 /dev/zero | tr '\0' 7 > "$JOBD_RESULT_FILE" ;;
+        esac
+      - compute
+    accept:
+      args: ['json|bad|big|none']
+      data: true
+  plain:
+    command: ["true"]
+"#;
+
+#[test]
+fn data_reaches_the_child_through_its_file_and_a_value_comes_back() {
+    let dir = Dir::new(VALUES);
+    fs::create_dir(dir.join("out")).unwrap();
+    let mut jobd = dir.start(&[]);
+    jobd.wait_log("started", Duration::from_secs(10));
+    let submitted = dir.jobctl(&[
+        "submit",
+        "compute",
+        "--data",
+        r#"{"user": 7, "name": "Zoë", "tags": [1, 2]}"#,
+        "--",
+        "json",
+    ]);
+    submitted.code(0);
+    let name = submitted.stdout().trim().to_string();
+    for (file, arg) in [
+        ("bad.json", "bad"),
+        ("big.json", "big"),
+        ("none.json", "none"),
+    ] {
+        dir.drop_file(
+            file,
+            format!(r#"{{"task": "compute", "args": ["{arg}"], "data": [1, {{"deep": [null]}}]}}"#)
+                .as_bytes(),
+        );
+    }
+    dir.wait_spool("done", 4, Duration::from_secs(30), &jobd);
+    jobd.stop();
+
+    let copy: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("out").join(&name)).unwrap()).unwrap();
+    assert_eq!(copy["data"]["name"], "Zoë", "{copy}");
+    assert_eq!(copy["data"]["tags"][1], 2);
+    let path = fs::read_to_string(dir.join("out").join(format!("{name}.path"))).unwrap();
+    assert_eq!(
+        path.trim(),
+        dir.spool("running").join(&name).display().to_string(),
+        "JOBD_SPOOL_FILE is the claimed file's full path"
+    );
+    let result = dir.result("done", &name);
+    assert_eq!(result["value"], serde_json::json!({"rows": 12}));
+    assert!(result["value_error"].is_null());
+    let bad = dir.result("done", "bad.json");
+    assert!(bad["value"].is_null());
+    let error = bad["value_error"].as_str().unwrap();
+    assert!(error.contains("does not hold one JSON value"), "{error}");
+    let big = dir.result("done", "big.json");
+    let error = big["value_error"].as_str().unwrap();
+    assert!(error.contains("more than the 1048576"), "{error}");
+    let none = dir.result("done", "none.json");
+    assert!(none["value"].is_null() && none["value_error"].is_null());
+    assert!(
+        fs::read_dir(dir.spool("values")).unwrap().next().is_none(),
+        "value files are removed once read"
+    );
+
+    let refused = dir.jobctl(&["submit", "plain", "--data", "{}"]);
+    refused.code(1);
+    assert!(
+        refused.stderr().contains("does not accept `data`"),
+        "{}",
+        refused.stderr()
+    );
+    dir.jobctl(&["submit", "compute", "--data", "{not json"])
+        .code(2);
+}
+
+const STEPS: &str = r#"
+timezone: UTC
+shutdown_grace: 2s
+tasks:
+  steps:
+    command: [sh, -c, 'if [ "$JOBD_ATTEMPT" = 1 ]; then echo "first try fails" >&2; exit 3; fi; touch out/second; while [ ! -e out/go ]; do sleep 0.05; done']
+    retries: 1
+    retry_delay: 3s
+  broken:
+    command: [sh, -c, 'echo "cannot go on" >&2; exit 4']
+"#;
+
+/// The result of `name` in running/, once it exists.
+fn progress(dir: &Dir, name: &str) -> Option<serde_json::Value> {
+    let text = fs::read(dir.spool("running").join(format!("{name}.result.json"))).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+#[test]
+fn every_state_of_a_file_is_in_its_result() {
+    let dir = Dir::new(STEPS);
+    fs::create_dir(dir.join("out")).unwrap();
+    let mut jobd = dir.start(&[]);
+    jobd.wait_log("started", Duration::from_secs(10));
+    dir.drop_file("steps.json", br#"{"task": "steps", "id": "s-1"}"#);
+    let retrying = crate::harness::wait_for(Duration::from_secs(20), || {
+        progress(&dir, "steps.json").filter(|r| r["state"] == "retrying")
+    })
+    .unwrap_or_else(|| panic!("no retrying state\n{}", jobd.log()));
+    assert_eq!(retrying["id"], "s-1");
+    assert_eq!(retrying["attempt"], 1);
+    assert_eq!(retrying["outcome"], "failure");
+    assert_eq!(retrying["exit_code"], 3);
+    assert_eq!(retrying["attempts"][0]["output"][0], "first try fails");
+    let ended =
+        chrono::DateTime::parse_from_rfc3339(retrying["ended_at"].as_str().unwrap()).unwrap();
+    let next = chrono::DateTime::parse_from_rfc3339(retrying["next_attempt_at"].as_str().unwrap())
+        .unwrap();
+    let wait = (next - ended).num_milliseconds();
+    assert!(
+        (2900..=3200).contains(&wait),
+        "the retry waits retry_delay: {wait} ms"
+    );
+
+    assert!(
+        eventually(Duration::from_secs(20), || dir.join("out/second").exists()),
+        "{}",
+        jobd.log()
+    );
+    let running = progress(&dir, "steps.json").unwrap();
+    assert_eq!(running["state"], "running");
+    assert_eq!(running["attempt"], 2);
+    assert!(running["started_at"].is_string() && running["ended_at"].is_null());
+    assert!(running["next_attempt_at"].is_null());
+    fs::write(dir.join("out/go"), "").unwrap();
+    dir.wait_spool("done", 1, Duration::from_secs(20), &jobd);
+    let done = dir.result("done", "steps.json");
+    assert_eq!(done["state"], "done");
+    assert_eq!(done["outcome"], "success");
+    assert_eq!(done["attempts"].as_array().unwrap().len(), 2);
+
+    dir.drop_file("broken.json", br#"{"task": "broken"}"#);
+    dir.wait_spool("failed", 1, Duration::from_secs(20), &jobd);
+    jobd.stop();
+    let failed = dir.result("failed", "broken.json");
+    assert_eq!(failed["state"], "failed");
+    assert_eq!(failed["outcome"], "failure");
+    assert_eq!(failed["exit_code"], 4);
+    assert_eq!(failed["output"][0], "cannot go on");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(reason.contains("exit code 4 after 1 attempt"), "{reason}");
+}
+
+#[test]
+fn jobctl_spool_lists_files_by_state_with_jobd_up_and_down() {
+    let dir = Dir::new(STEPS);
+    fs::create_dir(dir.join("out")).unwrap();
+    let missing = dir.jobctl(&["spool"]);
+    missing.code(1);
+    assert!(
+        missing.stderr().contains("there is no spool"),
+        "{}",
+        missing.stderr()
+    );
+
+    fs::write(dir.join("out/go"), "").unwrap();
+    let later = dir.jobctl(&["submit", "steps", "--in", "1h"]);
+    later.code(0);
+    let later = later.stdout().trim().to_string();
+    dir.drop_file("first.json", br#"{"task": "broken", "id": "first"}"#);
+    let down = dir.jobctl(&["spool"]);
+    down.code(0);
+    let text = down.stdout();
+    assert!(
+        text.contains("queued") && text.contains("first.json") && text.contains("delayed"),
+        "{text}"
+    );
+
+    let mut jobd = dir.start(&[]);
+    dir.wait_spool("failed", 1, Duration::from_secs(20), &jobd);
+    let up = dir.jobctl(&["spool", "--json"]);
+    up.code(0);
+    let entries: serde_json::Value = serde_json::from_str(&up.stdout()).unwrap();
+    let states: Vec<(&str, &str)> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["state"].as_str().unwrap(), e["file"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [("delayed", later.as_str()), ("failed", "first.json")]
+    );
+    assert_eq!(entries[1]["result"]["exit_code"], 4);
+    assert!(
+        entries[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("exit code 4")
+    );
+    let one = dir.jobctl(&["spool", "first"]);
+    one.code(0);
+    assert!(one.stdout().contains("attempt 1 (run"), "{}", one.stdout());
+    assert!(one.stdout().contains("| cannot go on"), "{}", one.stdout());
+    jobd.stop();
+
+    let after = dir.jobctl(&["spool"]);
+    after.code(0);
+    assert!(after.stdout().contains("failed") && after.stdout().contains("delayed"));
+    let unknown = dir.jobctl(&["spool", "nothing-like-it"]);
+    unknown.code(1);
+    assert!(unknown.stderr().contains("no file named or with the id"));
+}
+
+#[test]
+fn tasks_json_is_written_at_start_and_at_each_reload() {
+    let dir = dir();
+    let mut jobd = dir.start(&[]);
+    jobd.wait_log("started", Duration::from_secs(10));
+    let path = dir.spool("tasks.json");
+    let read =
+        || -> serde_json::Value { serde_json::from_slice(&fs::read(&path).unwrap()).unwrap() };
+    let tasks = read();
+    assert_eq!(tasks["version"], 1);
+    assert_eq!(
+        tasks["tasks"]["record"]["accept"]["args"],
+        serde_json::json!([".*", "-x"])
+    );
+    assert_eq!(
+        tasks["tasks"]["record"]["accept"]["env"],
+        serde_json::json!(["LANG"])
+    );
+    assert_eq!(tasks["tasks"]["flaky"]["retries"], 3);
+    assert_eq!(tasks["tasks"]["slow"]["accept"]["max_args"], 16);
+    assert!(
+        tasks["forbidden_env"]["names"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("PATH"))
+    );
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "nobody but jobd's user and root submits here"
+    );
+
+    fs::write(
+        dir.jobfile(),
+        TASKS.replace(
+            "      env: [LANG]",
+            "      env: [LANG, REPORT_LANG]\n      data: true",
+        ),
+    )
+    .unwrap();
+    dir.jobctl(&["reload"]).code(0);
+    let tasks = read();
+    assert_eq!(
+        tasks["tasks"]["record"]["accept"]["env"],
+        serde_json::json!(["LANG", "REPORT_LANG"])
+    );
+    assert_eq!(tasks["tasks"]["record"]["accept"]["data"], true);
+    jobd.stop();
+}
+
+/// The flood of attack 3 (see also trust_spool.rs): 20,000 files arrive at once while a
+/// per-second job runs. jobd takes in `spool.max_queued` (10,000) of them, a batch at
+/// a time between its looks at the timer, leaves the rest in new/ untouched, and the
+/// job keeps every instant.
+#[test]
+fn a_per_second_job_keeps_every_instant_while_20000_files_arrive() {
+    let dir = Dir::new(
+        r#"
+timezone: UTC
+shutdown_grace: 2s
+jobs:
+  tick:
+    every: 1s
+    command: ["true"]
+tasks:
+  later:
+    command: ["true"]
+"#,
+    );
+    let mut jobd = dir.start(&[]);
+    jobd.wait_log("started", Duration::from_secs(10));
+    let state = dir.join(".jobd");
+    assert!(eventually(Duration::from_secs(20), || {
+        crate::harness::history_runs(&state, "tick").len() >= 2
+    }));
+    let cpu_before = jobd.sample().cpu_ticks;
+    let flood_start = chrono::Utc::now();
+    for i in 0..20_000 {
+        let name = format!("f{i:05}.json");
+        let staged = dir.spool("tmp").join(&name);
+        fs::write(&staged, br#"{"task": "later", "delay": "1h"}"#).unwrap();
+        fs::rename(&staged, dir.spool("new").join(&name)).unwrap();
+    }
+    let taken = eventually(Duration::from_secs(240), || {
+        let status = dir.jobctl(&["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&status.stdout()).unwrap_or_default();
+        status["spool"]["delayed"] == 10_000
+    });
+    assert!(taken, "not 10,000 taken in\n{}", tail(&jobd.log()));
+    // A few more instants after the intake.
+    std::thread::sleep(Duration::from_secs(3));
+    let status = dir.jobctl(&["status"]);
+    let cpu = (jobd.sample().cpu_ticks - cpu_before) as f64 / 100.0;
+    jobd.stop();
+    assert!(
+        status.stdout().contains("10000 files wait in"),
+        "{}",
+        status.stdout()
+    );
+    assert_eq!(dir.spool_files("new").len(), 20_000, "all still in new/");
+
+    let runs = crate::harness::history_runs(&state, "tick");
+    let at = |run: &serde_json::Value, key: &str| {
+        chrono::DateTime::parse_from_rfc3339(run[key].as_str().unwrap())
+            .unwrap()
+            .to_utc()
+    };
+    let during: Vec<&serde_json::Value> = runs
+        .iter()
+        .filter(|run| at(run, "scheduled_at") >= flood_start)
+        .collect();
+    assert!(during.len() >= 5, "{} runs during the flood", during.len());
+    let mut lateness: Vec<f64> = during
+        .iter()
+        .map(|run| (at(run, "started_at") - at(run, "scheduled_at")).num_milliseconds() as f64)
+        .collect();
+    for pair in during.windows(2) {
+        let gap = at(pair[1], "scheduled_at") - at(pair[0], "scheduled_at");
+        assert_eq!(gap.num_seconds(), 1, "an instant was missed: {pair:?}");
+    }
+    lateness.sort_by(f64::total_cmp);
+    let max = *lateness.last().unwrap();
+    eprintln!(
+        "flood: {} instants during the intake of 10,000 of 20,000 files, lateness p50 {} ms, \
+         max {max} ms; jobd used {cpu:.1} s of CPU",
+        during.len(),
+        crate::harness::percentile(&lateness, 50.0),
+    );
+    assert!(max < 2000.0, "an instant ran {max} ms late");
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
 }

@@ -294,3 +294,67 @@ jobs:
     );
     assert_eq!(jobd.stop(), Some(0));
 }
+
+#[test]
+fn a_server_is_replaced_after_max_runs_between_runs() {
+    let dir = Dir::new(
+        &jobfile(
+            "json",
+            "jobs:\n  show:\n    every: 1h\n    runtime: py\n    command: [show.py]\n",
+        )
+        .replace(
+            "    preload: [json]\n",
+            "    preload: [json]\n    max_runs: 2\n",
+        ),
+    );
+    fs::write(
+        dir.join("show.py"),
+        "import os\nprint('parent', os.getppid())\n",
+    )
+    .unwrap();
+    let mut jobd = dir.start(&[]);
+    let first = ready_server(&dir, &jobd);
+    dir.jobctl(&["run", "show", "--wait"]).code(0);
+    dir.jobctl(&["run", "show", "--wait"]).code(0);
+    let second = ready_server(&dir, &jobd);
+    assert_ne!(
+        first,
+        second,
+        "replaced after its second run:\n{}",
+        jobd.log()
+    );
+    dir.jobctl(&["run", "show", "--wait"]).code(0);
+    let log = jobd.log();
+    assert_eq!(log.matches(&format!("parent {first}")).count(), 2, "{log}");
+    assert!(log.contains(&format!("parent {second}")), "{log}");
+    assert!(log.contains("served 2 runs (max_runs)"), "{log}");
+    assert!(eventually(Duration::from_secs(10), || !alive(first as i32)));
+    assert_eq!(jobd.stop(), Some(0));
+}
+
+#[test]
+fn a_server_past_max_rss_is_replaced_after_its_run() {
+    let dir = Dir::new(
+        &jobfile(
+            "json",
+            "jobs:\n  show:\n    every: 1h\n    runtime: py\n    command: [show.py]\n",
+        )
+        .replace(
+            "    preload: [json]\n",
+            "    preload: [json]\n    max_rss: 1M\n",
+        ),
+    );
+    fs::write(dir.join("show.py"), "print('ran')\n").unwrap();
+    let mut jobd = dir.start(&[]);
+    let first = ready_server(&dir, &jobd);
+    dir.jobctl(&["run", "show", "--wait"]).code(0);
+    assert!(
+        eventually(Duration::from_secs(20), || jobd
+            .log()
+            .contains("more than max_rss")),
+        "{}",
+        jobd.log()
+    );
+    assert_ne!(ready_server(&dir, &jobd), first);
+    assert_eq!(jobd.stop(), Some(0));
+}

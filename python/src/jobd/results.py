@@ -122,16 +122,23 @@ def find(spool: Spool, name: str) -> Result | None:
     waiting = snapshot(spool.new / name, REQUEST_LIMIT)
     if waiting is not None:
         return from_request(name, waiting)
+    moved: Result | None = None
     for folder in (spool.running, spool.done, spool.failed):
         path = folder / (name + RESULT_SUFFIX)
         read = snapshot(path, RESULT_LIMIT)
         request = snapshot(folder / name, REQUEST_LIMIT)
         if read is not None:
-            return from_result(name, path, read, _request(request))
+            found = from_result(name, path, read, _request(request))
+            if request is None and folder != spool.failed:
+                # Filed on between the two reads (its result is written in the next
+                # folder first): look there, and keep this in case it is gone.
+                moved = moved or found
+                continue
+            return found
         if request is not None and folder == spool.running:
             # Claimed an instant ago, its result not written yet.
             return _claimed(name, request)
-    return None
+    return moved
 
 
 def _claimed(name: str, read: Snapshot) -> Result:

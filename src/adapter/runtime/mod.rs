@@ -167,6 +167,7 @@ impl Runtimes {
         if let Some(why) = why {
             info!("runtime {name}: replacing server pid {}: {why}", server.pid);
             server.retire();
+            self.start(name, Now::read());
         }
     }
 
@@ -269,6 +270,8 @@ impl Runtimes {
                 rss >> 20
             );
             server.retire();
+            let name = server.runtime.clone();
+            self.start(&name, Now::read());
         }
     }
 

@@ -16,7 +16,7 @@ impl<S: Spawner> Daemon<S> {
     /// Forward every file the spool hands out.
     pub(in crate::daemon) fn forward_files(&mut self, now: Now) {
         let config = self.config.clone();
-        for start in self.spool.dispatch(&config, now.mono) {
+        for start in self.spool.dispatch(&config, now) {
             let Some(side) = &mut self.cluster else {
                 return;
             };
@@ -64,13 +64,18 @@ fn request_of(path: &std::path::Path, start: &Start, host: &str) -> Result<Submi
     std::fs::File::open(path)
         .and_then(|file| file.take(MAX_FILE_BYTES).read_to_string(&mut text))
         .map_err(|e| format!("cannot read it again to forward it: {e}"))?;
-    let data = yaml::parse(&text).ok().and_then(|root| match root.value {
-        yaml::Value::Map(entries) => entries
-            .into_iter()
-            .find(|(key, _)| key.value == yaml::Value::Str("data".into()))
-            .map(|(_, value)| yaml::to_json(&value)),
-        _ => None,
-    });
+    // JSON as it was written, numbers and all; YAML through jobd's own parser.
+    let data = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(mut root) => Some(root["data"].take()),
+        Err(_) => yaml::parse(&text).ok().and_then(|root| match root.value {
+            yaml::Value::Map(entries) => entries
+                .into_iter()
+                .find(|(key, _)| key.value == yaml::Value::Str("data".into()))
+                .map(|(_, value)| yaml::to_json(&value)),
+            _ => None,
+        }),
+    }
+    .filter(|data| !data.is_null());
     Ok(Submit {
         task: start.task.clone(),
         args: start.args.clone(),

@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder};
-use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,15 +24,13 @@ use crate::daemon::shutdown::Phase;
 use crate::leaf::files::{self, Durability};
 use crate::leaf::now::Now;
 use crate::leaf::{account, timestamp};
-use crate::machine::spool::request;
+use crate::machine::spool::{request, values};
 use crate::machine::supervisor::{Launch, Origin};
 use crate::model::config::Task;
 use crate::model::record::{Outcome, RunRecord, Stop};
 
 /// The folder under the spool's for the children's files.
 pub(super) const FOLDER: &str = "cluster";
-/// What jobd keeps of a child's `JOBD_RESULT_FILE`.
-const MAX_VALUE_BYTES: u64 = 1 << 20;
 
 /// A one-off running here.
 pub(super) struct Running {
@@ -102,7 +99,7 @@ impl<S: Spawner> Daemon<S> {
         if !side.machine.wants_oneoffs() || self.phase != Phase::Running {
             return;
         }
-        let (_, _, spool_running, _) = self.spool.counts();
+        let spool_running = self.spool.counts().running;
         let busy = spool_running + side.machine.oneoffs_running();
         let free = (self.config.spool.workers as usize).saturating_sub(busy);
         if free == 0 {
@@ -140,7 +137,7 @@ impl<S: Spawner> Daemon<S> {
             let why = format!("task `{}` is not in this host's jobfile", oneoff.task);
             return self.refuse(&oneoff, &why, now);
         };
-        let (args, env) = match admit(&oneoff) {
+        let (args, env) = match admit(&oneoff, task) {
             Ok(admitted) => admitted,
             Err(why) => return self.refuse(&oneoff, &why, now),
         };
@@ -248,7 +245,7 @@ impl<S: Spawner> Daemon<S> {
             running.files.remove();
             return false;
         }
-        let (value, value_error) = read_value(&running.files.value);
+        let value = values::take(&running.files.value);
         running.files.remove();
         let success = record.outcome.success();
         let retrying = !success && record.attempt < running.max_attempts;
@@ -259,7 +256,7 @@ impl<S: Spawner> Daemon<S> {
         };
         let host = side.machine.host_id().to_string();
         let mut result = base_result(&running.oneoff, state, &host);
-        let attempt = attempt_json(record, &host, value, value_error);
+        let attempt = attempt_json(record, &host, value);
         let mut attempts = earlier_attempts(&running.oneoff.result);
         attempts.push(attempt.clone());
         for key in [
@@ -298,10 +295,14 @@ impl<S: Spawner> Daemon<S> {
 }
 
 /// The arguments and variables of a one-off, checked as those of a spool file are: the
-/// same parser, the same refusals, in the same words.
-fn admit(oneoff: &Oneoff) -> Result<(Vec<String>, BTreeMap<String, String>), String> {
-    let text = json!({"task": oneoff.task, "args": oneoff.args, "env": oneoff.env}).to_string();
-    let request = request::parse(&text)?;
+/// same parser, the same task's `accept:`, the same refusals, in the same words.
+fn admit(oneoff: &Oneoff, task: &Task) -> Result<(Vec<String>, BTreeMap<String, String>), String> {
+    let mut fields = json!({"task": oneoff.task, "args": oneoff.args, "env": oneoff.env});
+    if !oneoff.data.is_null() {
+        fields["data"] = oneoff.data.clone();
+    }
+    let request = request::parse(&fields.to_string())?;
+    request.check(task).map_err(|refusal| refusal.to_string())?;
     Ok((request.args, request.env))
 }
 
@@ -348,12 +349,7 @@ fn earlier_attempts(result: &Value) -> Vec<Value> {
     result["attempts"].as_array().cloned().unwrap_or_default()
 }
 
-fn attempt_json(
-    record: &RunRecord,
-    host: &str,
-    value: Value,
-    value_error: Option<String>,
-) -> Value {
+fn attempt_json(record: &RunRecord, host: &str, value: values::Value) -> Value {
     let info = record.info();
     json!({
         "attempt": record.attempt,
@@ -368,8 +364,8 @@ fn attempt_json(
             Outcome::SpawnError { reason } => Some(reason.clone()),
             _ => None,
         },
-        "value": value,
-        "value_error": value_error,
+        "value": value.value,
+        "value_error": value.error,
         "output": info.output,
     })
 }
@@ -417,29 +413,4 @@ fn owner_of(task: &Task) -> Option<(u32, u32)> {
         .and_then(account::gid)
         .unwrap_or(user.gid);
     Some((user.uid.as_raw(), gid.as_raw()))
-}
-
-/// What the child wrote to `JOBD_RESULT_FILE`: one JSON value (null when it wrote
-/// nothing), or why it is not one.
-fn read_value(path: &Path) -> (Value, Option<String>) {
-    let Ok(file) = fs::File::open(path) else {
-        return (Value::Null, None);
-    };
-    let mut bytes = Vec::new();
-    if let Err(e) = file.take(MAX_VALUE_BYTES + 1).read_to_end(&mut bytes) {
-        return (Value::Null, Some(format!("cannot read it: {e}")));
-    }
-    if bytes.len() as u64 > MAX_VALUE_BYTES {
-        return (
-            Value::Null,
-            Some(format!("it holds more than {MAX_VALUE_BYTES} bytes")),
-        );
-    }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return (Value::Null, None);
-    }
-    match serde_json::from_slice(&bytes) {
-        Ok(value) => (value, None),
-        Err(e) => (Value::Null, Some(format!("it is not one JSON value: {e}"))),
-    }
 }

@@ -1,45 +1,70 @@
 //! One-off jobs: files dropped into `new/`, claimed into `running/`, finished into
-//! `done/` or `failed/` with a result beside them. Nothing that arrives is lost: a file
-//! jobd cannot run goes to `failed/` with the reason.
+//! `done/` or `failed/` with a result beside them. The spool is a trust boundary: a
+//! file can only ask for a declared task, when, and with what that task accepts, and
+//! it can never slow the loop or hold up another file. Nothing that arrives is lost: a
+//! file jobd cannot run goes to `failed/` with the reason, and an entry that is not a
+//! file is refused where it lies.
+//!
+//! Each concern has its file: `layout` (folders and modes), `intake` (from `new/`, in
+//! bounded batches), `inspect` (the checks every file passes), `queue` (the files held
+//! and their stages), `claim` (into `running/`, by copy), `attempts` (an attempt
+//! recorded, ended, retried), `values` (what a child hands back), `filing` (into
+//! `done/` and `failed/`), `recover` (what an earlier jobd left),
+//! `tasks` (`tasks.json`), `listing` (what `jobctl spool` shows), `request` and
+//! `result` (the formats).
 
 pub mod layout;
+pub mod listing;
 pub mod request;
 pub mod result;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+mod attempts;
+mod claim;
+mod filing;
+mod inspect;
+mod intake;
+mod queue;
+mod recover;
+mod tasks;
+pub mod values;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ffi::OsString;
 use std::fmt;
-use std::fs;
-use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
-use log::{error, info, warn};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use log::warn;
 use nix::unistd::{Gid, Uid};
 
-use crate::leaf::files::{self, Durability};
-use crate::leaf::{account, timestamp};
-use crate::model::config::{Config, Retention};
-use crate::model::record::RunRecord;
-use files::sync_dir;
-use layout::{Layout, RESULT_SUFFIX};
-use request::{Request, When};
-use result::{Attempt, SpoolResult};
+use crate::leaf::account;
+use crate::leaf::now::Now;
+use crate::model::config::{Config, Task};
+use filing::Unfiled;
+use inspect::Allowed;
+use intake::Intake;
+use layout::{Layout, Modes};
+use queue::{Queue, Stage};
 
-/// The state of a file whose request went on to the cluster's table (cluster mode).
-pub const FORWARDED: &str = "forwarded";
-/// A spool file larger than this is refused unread.
-pub const MAX_FILE_BYTES: u64 = 1 << 20;
-/// How often old results are cleared out of `done/` (and `failed/`, if asked).
+pub use inspect::MAX_FILE_BYTES;
+pub use intake::Budget;
+pub use queue::Counts;
+pub use values::MAX_VALUE_BYTES;
+
+/// How often old results are cleared out of `done/` and `failed/`.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
-/// A regular file created in `new/` itself (not renamed into it) is picked up when its
-/// writer closes it, or after this long without that (a hard link never is "closed").
-const CREATED_GRACE: Duration = Duration::from_secs(1);
+/// How often jobd tries again to claim or file a spool file when the disk refused.
+const RETRY_DISK: Duration = Duration::from_secs(1);
+/// Longer names leave no room for `.NAME.result.json.tmp` within the 255 bytes a file
+/// name may have.
+const MAX_NAME_BYTES: usize = 200;
 
-/// Why the spool cannot be used; jobd does not start.
+/// Why the spool cannot be used; jobd does not start (or a reload is refused).
 #[derive(Debug)]
 pub enum SpoolError {
     Create {
@@ -49,6 +74,13 @@ pub enum SpoolError {
     Unsafe(String),
     UnknownUser(String),
     UnknownGroup(String),
+    UnknownSpoolGroup(String),
+    /// jobd's own user is not in `spool.group`: it could not read the files, nor give
+    /// the group its results.
+    NotMember {
+        group: String,
+        user: String,
+    },
     Watch(io::Error),
     /// Another jobd holds the spool.
     InUse(String),
@@ -58,7 +90,7 @@ impl fmt::Display for SpoolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SpoolError::Create { dir, error } => {
-                write!(f, "cannot create the spool directory {dir}: {error}")
+                write!(f, "cannot set up the spool directory {dir}: {error}")
             }
             SpoolError::Unsafe(reason) => write!(f, "refusing an unsafe spool directory: {reason}"),
             SpoolError::UnknownUser(name) => {
@@ -73,6 +105,16 @@ impl fmt::Display for SpoolError {
                     "spool.allow_groups: there is no group `{name}` on this system"
                 )
             }
+            SpoolError::UnknownSpoolGroup(name) => write!(
+                f,
+                "spool.group: there is no group `{name}` on this system (create it: groupadd {name})"
+            ),
+            SpoolError::NotMember { group, user } => write!(
+                f,
+                "spool.group: jobd's user `{user}` is not a member of group `{group}`, so it \
+                 could not read the files submitted nor share their results; add it \
+                 (`adduser {user} {group}` or `usermod -aG {group} {user}`) and restart jobd"
+            ),
             SpoolError::Watch(error) => write!(f, "cannot watch the spool directory: {error}"),
             SpoolError::InUse(dir) => write!(
                 f,
@@ -83,35 +125,6 @@ impl fmt::Display for SpoolError {
 }
 
 impl std::error::Error for SpoolError {}
-
-/// Who may drop files: jobd's own user and root always, plus the configured ones.
-#[derive(Debug, Clone, Default)]
-struct Allowed {
-    uids: Vec<Uid>,
-    gids: Vec<Gid>,
-}
-
-impl Allowed {
-    fn resolve(config: &Config) -> Result<Allowed, SpoolError> {
-        let mut allowed = Allowed {
-            uids: vec![Uid::effective(), Uid::from_raw(0)],
-            gids: Vec::new(),
-        };
-        for name in &config.spool.allow_users {
-            let uid = account::uid(name).ok_or_else(|| SpoolError::UnknownUser(name.clone()))?;
-            allowed.uids.push(uid);
-        }
-        for name in &config.spool.allow_groups {
-            let gid = account::gid(name).ok_or_else(|| SpoolError::UnknownGroup(name.clone()))?;
-            allowed.gids.push(gid);
-        }
-        Ok(allowed)
-    }
-
-    fn permits(&self, uid: u32, gid: u32) -> bool {
-        self.uids.contains(&Uid::from_raw(uid)) || self.gids.contains(&Gid::from_raw(gid))
-    }
-}
 
 /// What to start for a claimed file: the daemon starts it as a run of `task`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,76 +137,57 @@ pub struct Start {
     pub attempt: u32,
 }
 
-/// A file jobd has accepted, waiting or running.
-#[derive(Debug, Clone)]
-struct Item {
-    name: String,
-    request: Request,
-    scheduled_at: DateTime<Utc>,
-    /// In `running/` (claimed) rather than `new/`.
-    claimed: bool,
-    result: SpoolResult,
-}
-
 /// The spool's files as the loop sees them.
 pub struct Spool {
     layout: Layout,
     /// Held for jobd's life: two jobds on one spool would each take the other's
     /// running files for leftovers of a crash.
     _lock: nix::fcntl::Flock<std::fs::File>,
-    inotify: Inotify,
+    intake: Intake,
     allowed: Allowed,
-    /// Due files, oldest first: in `new/`, or in `running/` waiting for a retry.
-    ready: VecDeque<Item>,
-    /// Files in `new/` waiting for their `run_at` or `delay`.
-    delayed: BTreeMap<(DateTime<Utc>, u64), Item>,
-    /// Names in `new/` already accepted (ready or delayed), so that a second event for
-    /// one file does not queue it twice.
-    seen: HashSet<String>,
-    /// Files whose run is going on, by name.
-    running: HashMap<String, Item>,
-    /// Failed files waiting to be tried again.
-    retrying: BTreeMap<(Instant, u64), Item>,
-    /// Regular files created in `new/` and not yet closed, with when to look anyway.
-    created: HashMap<String, Instant>,
-    sequence: u64,
+    /// `spool.group`: the group of the folders and of the files jobd writes there.
+    group: Option<Gid>,
+    /// The modes of the folders and of the files jobd writes there.
+    modes: Modes,
+    queue: Queue,
+    /// Entries of `new/` refused where they lie, by inode: not looked at again.
+    refused: HashMap<OsString, u64>,
     next_sweep: Instant,
     stopping: bool,
     /// Files moved to `done/` and to `failed/` since jobd started, for the metrics.
     finished: (u64, u64),
+    /// When files went to `failed/`, for `jobctl status`: the last day's.
+    failures: VecDeque<SystemTime>,
     /// Finished files a full or read-only disk kept from being filed, and when to try
     /// again.
     unfiled: Vec<Unfiled>,
     refile_at: Option<Instant>,
     /// A claim failed for lack of disk: no file is started before then.
     blocked_until: Option<Instant>,
+    /// `dispatch` stopped at its budget with files left to look at.
+    more_to_dispatch: bool,
 }
-
-/// A finished file still to be moved, with its result, from `from` to `to`.
-#[derive(Debug)]
-struct Unfiled {
-    from: PathBuf,
-    name: String,
-    to: PathBuf,
-    result: SpoolResult,
-}
-
-/// How often jobd tries again to claim or file a spool file when the disk refused.
-const RETRY_DISK: Duration = Duration::from_secs(1);
 
 impl Spool {
-    /// Create the layout if missing, check it, and take up what an earlier jobd left:
-    /// files in `running/` run again (their attempt counted), files in `new/` in the
-    /// order they arrived.
-    pub fn open(config: &Config, now: Instant) -> Result<Spool, SpoolError> {
+    /// Set up the layout, write `tasks.json`, and take up what an earlier jobd left:
+    /// files in `running/` run again (their attempt counted); files in `new/` are
+    /// taken in by the first turns of the loop, oldest first.
+    pub fn open(config: &Config, now: Now) -> Result<Spool, SpoolError> {
         let layout = Layout::new(&config.spool.dir);
-        layout.create().map_err(|error| SpoolError::Create {
+        let group = resolve_group(config)?;
+        let create = |error| SpoolError::Create {
             dir: layout.root.display().to_string(),
             error,
-        })?;
+        };
+        let modes = modes(config);
+        for note in layout.prepare(modes, group).map_err(create)? {
+            warn!("spool: {note}");
+        }
         if let Some(reason) = layout.unsafe_permissions() {
             return Err(SpoolError::Unsafe(reason));
         }
+        warn_unreachable(&layout, config, group);
+        warn_without_group(config);
         let lock = layout.lock().map_err(|error| match error.kind() {
             io::ErrorKind::WouldBlock => SpoolError::InUse(layout.root.display().to_string()),
             _ => SpoolError::Create {
@@ -202,46 +196,48 @@ impl Spool {
             },
         })?;
         let allowed = Allowed::resolve(config)?;
-        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-            .map_err(|e| SpoolError::Watch(e.into()))?;
-        inotify
-            .add_watch(
-                &layout.new,
-                AddWatchFlags::IN_MOVED_TO
-                    | AddWatchFlags::IN_CLOSE_WRITE
-                    | AddWatchFlags::IN_CREATE,
-            )
-            .map_err(|e| SpoolError::Watch(e.into()))?;
+        // Watched before anything is read: a file arriving meanwhile is not missed.
+        let intake = Intake::watch(&layout.new).map_err(SpoolError::Watch)?;
+        values::clear(&layout.values);
+        if let Err(e) = tasks::write(&layout.tasks, config, modes.file, group) {
+            warn!("spool: cannot write {}: {e}", layout.tasks.display());
+        }
+        let day_ago = SystemTime::now() - Duration::from_secs(86_400);
+        let mut failures: Vec<SystemTime> = filing::finished_entries(&layout.failed)
+            .into_iter()
+            .map(|(_, changed)| changed)
+            .filter(|changed| *changed >= day_ago)
+            .collect();
+        failures.sort();
         let mut spool = Spool {
             layout,
             _lock: lock,
-            inotify,
+            intake,
             allowed,
-            ready: VecDeque::new(),
-            delayed: BTreeMap::new(),
-            seen: HashSet::new(),
-            running: HashMap::new(),
-            retrying: BTreeMap::new(),
-            created: HashMap::new(),
-            sequence: 0,
-            next_sweep: now,
+            group,
+            modes,
+            queue: Queue::default(),
+            refused: HashMap::new(),
+            next_sweep: now.mono,
             stopping: false,
             finished: (0, 0),
+            failures: failures.into(),
             unfiled: Vec::new(),
             refile_at: None,
             blocked_until: None,
+            more_to_dispatch: false,
         };
-        spool.recover(config);
-        spool.scan(config);
+        spool.recover(config, now);
         Ok(spool)
     }
 
-    /// Take on a reloaded jobfile's spool settings (the folder itself stays).
     /// What `reload` would refuse in `config`, without applying it.
     pub fn check(config: &Config) -> Result<(), SpoolError> {
+        resolve_group(config)?;
         Allowed::resolve(config).map(|_| ())
     }
 
+    /// Take on a reloaded jobfile's spool settings (the folder itself stays).
     pub fn reload(&mut self, config: &Config) -> Result<(), SpoolError> {
         if config.spool.dir != self.layout.root {
             warn!(
@@ -250,652 +246,99 @@ impl Spool {
                 self.layout.root.display()
             );
         }
+        let group = resolve_group(config)?;
         self.allowed = Allowed::resolve(config)?;
+        let modes = modes(config);
+        if (group, modes) != (self.group, self.modes) {
+            match self.layout.prepare(modes, group) {
+                Ok(notes) => notes.iter().for_each(|note| warn!("spool: {note}")),
+                Err(e) => warn!("spool: cannot give the spool its new modes: {e}"),
+            }
+            warn_unreachable(&self.layout, config, group);
+            warn_without_group(config);
+        }
+        self.group = group;
+        self.modes = modes;
+        if let Err(e) = tasks::write(&self.layout.tasks, config, modes.file, group) {
+            warn!("spool: cannot write {}: {e}", self.layout.tasks.display());
+        }
         Ok(())
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.inotify.as_fd()
-    }
-
-    /// Files in `running/` when jobd starts were running when it stopped: they run
-    /// again, their interrupted attempt counted.
-    fn recover(&mut self, config: &Config) {
-        let mut names = list(&self.layout.running);
-        names.sort_by_key(|(_, changed)| *changed);
-        let files: HashSet<String> = names.iter().map(|(name, _)| name.clone()).collect();
-        for (name, _) in names {
-            if name.starts_with('.') && name.ends_with(".tmp") {
-                continue;
-            }
-            if let Some(stem) = name.strip_suffix(RESULT_SUFFIX) {
-                if !files.contains(stem) {
-                    // The file finished; its progress record was left behind.
-                    let _ = fs::remove_file(self.layout.running.join(&name));
-                }
-                continue;
-            }
-            let progress = fs::read(self.layout.running.join(format!("{name}{RESULT_SUFFIX}")))
-                .ok()
-                .and_then(|bytes| SpoolResult::from_json(&bytes));
-            match self.inspect(&self.layout.running, &name, config) {
-                Ok(mut item) => {
-                    item.claimed = true;
-                    if let Some(mut progress) = progress {
-                        for attempt in progress
-                            .attempts
-                            .iter_mut()
-                            .filter(|a| a.ended_at.is_none())
-                        {
-                            attempt.error = Some("jobd stopped while it ran".to_string());
-                            stop_leftovers(&name, &attempt.run_id, config, &item);
-                        }
-                        item.result.attempts = progress.attempts;
-                        // The file's ctime in running/ is when it was claimed; the
-                        // progress record kept when it arrived.
-                        if let Some(arrived) = progress
-                            .received_at
-                            .as_deref()
-                            .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
-                        {
-                            item.scheduled_at = due(&item.request.when, arrived.to_utc());
-                            item.result.received_at = progress.received_at;
-                        }
-                    }
-                    info!(
-                        "spool: {} was running when jobd stopped; running it again (attempt {})",
-                        name.escape_debug(),
-                        item.result.attempts.len() + 1
-                    );
-                    self.ready.push_back(item);
-                }
-                Err(reason) => self.reject(&self.layout.running.clone(), &name, &reason, progress),
-            }
-        }
-    }
-
-    /// Pick up every file in `new/`, oldest first (start-up, or after the event queue
-    /// overflowed).
-    fn scan(&mut self, config: &Config) {
-        let mut names = list(&self.layout.new);
-        names.sort_by_key(|(_, changed)| *changed);
-        for (name, _) in names {
-            self.pick_up(&name, config);
-        }
-    }
-
-    /// Read what inotify reports and pick up the files that arrived.
-    pub fn on_events(&mut self, config: &Config) {
-        loop {
-            let events = match self.inotify.read_events() {
-                Ok(events) if !events.is_empty() => events,
-                Ok(_) | Err(nix::errno::Errno::EAGAIN) => return,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    error!("spool: reading inotify events failed: {e}; rescanning");
-                    self.scan(config);
-                    return;
-                }
-            };
-            for event in events {
-                if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
-                    warn!("spool: too many files at once for inotify; rescanning new/");
-                    self.scan(config);
-                    continue;
-                }
-                let Some(name) = event.name else { continue };
-                let Some(name) = name.to_str().map(str::to_string) else {
-                    self.reject_unnamed(&name);
-                    continue;
-                };
-                if event.mask.contains(AddWatchFlags::IN_CREATE) {
-                    // A regular file created in place is picked up when it is closed;
-                    // anything else (a FIFO, a link, a folder) will never be written.
-                    let path = self.layout.new.join(&name);
-                    if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file()) {
-                        self.created.insert(name, Instant::now() + CREATED_GRACE);
-                        continue;
-                    }
-                }
-                self.created.remove(&name);
-                self.pick_up(&name, config);
-            }
-        }
-    }
-
-    /// Accept or refuse one file in `new/`.
-    fn pick_up(&mut self, name: &str, config: &Config) {
-        if self.seen.contains(name) || name.starts_with('.') && name.ends_with(".tmp") {
-            return;
-        }
-        let new = self.layout.new.clone();
-        if name.len() > MAX_NAME_BYTES {
-            // No room beside it for its result: it moves on alone, like a name that
-            // is not UTF-8.
-            warn!(
-                "spool: refusing {}: its name is longer than {MAX_NAME_BYTES} bytes",
-                printable(name)
-            );
-            self.move_unreported(std::ffi::OsStr::new(name));
-            return;
-        }
-        if let Some(reason) = name_problem(name) {
-            self.reject(&new, name, reason, None);
-            return;
-        }
-        match self.inspect(&new, name, config) {
-            Ok(item) => {
-                self.seen.insert(name.to_string());
-                match item.request.when {
-                    When::Now => self.ready.push_back(item),
-                    _ if item.scheduled_at <= Utc::now() => self.ready.push_back(item),
-                    _ => {
-                        info!(
-                            "spool: {} waits until {}",
-                            name.escape_debug(),
-                            timestamp::precise(item.scheduled_at)
-                        );
-                        self.sequence += 1;
-                        self.delayed
-                            .insert((item.scheduled_at, self.sequence), item);
-                    }
-                }
-            }
-            Err(reason) if reason == VANISHED => {}
-            Err(reason) => self.reject(&new, name, &reason, None),
-        }
-    }
-
-    /// Check a file before anything else touches it: what it is, who owns it, what it
-    /// says. Never blocks, never follows a link.
-    fn inspect(&self, dir: &Path, name: &str, config: &Config) -> Result<Item, String> {
-        if name.ends_with(RESULT_SUFFIX) {
-            return Err(format!(
-                "names ending in {RESULT_SUFFIX} are kept for results"
-            ));
-        }
-        let path = dir.join(name);
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
-            .open(&path);
-        let file = match file {
-            Ok(file) => file,
-            Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
-                return Err("it is a symbolic link, not a file".to_string());
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(VANISHED.to_string()),
-            Err(e) => return Err(format!("cannot open it: {e}")),
-        };
-        let meta = file
-            .metadata()
-            .map_err(|e| format!("cannot read it: {e}"))?;
-        let kind = meta.file_type();
-        if !kind.is_file() {
-            let what = if kind.is_dir() {
-                "a directory"
-            } else if kind.is_fifo() {
-                "a FIFO"
-            } else if kind.is_socket() {
-                "a socket"
-            } else {
-                "a device"
-            };
-            return Err(format!("it is {what}, not a regular file"));
-        }
-        if !self.allowed.permits(meta.uid(), meta.gid()) {
-            return Err(format!(
-                "it is owned by uid {} (gid {}), who may not submit jobs (see spool.allow_users and spool.allow_groups)",
-                meta.uid(),
-                meta.gid()
-            ));
-        }
-        if meta.nlink() > 1 {
-            return Err(format!(
-                "it has {} hard links; submit a file of its own",
-                meta.nlink()
-            ));
-        }
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(format!(
-                "it is {} bytes, more than the {MAX_FILE_BYTES} a spool file may have",
-                meta.len()
-            ));
-        }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.take(MAX_FILE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("cannot read it: {e}"))?;
-        if bytes.len() as u64 > MAX_FILE_BYTES {
-            return Err("it grew past the size limit while being read".to_string());
-        }
-        let text = String::from_utf8(bytes).map_err(|e| {
-            format!(
-                "it is not UTF-8 text (byte {})",
-                e.utf8_error().valid_up_to()
-            )
-        })?;
-        let request = request::parse(&text)?;
-        let Some(task) = config.task(&request.task) else {
-            let known: Vec<&str> = config.tasks.iter().map(|t| t.name.as_str()).collect();
-            return Err(format!(
-                "unknown task `{}` (the jobfile's tasks: {})",
-                request.task,
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            ));
-        };
-        // The moment the file arrived: renaming it into new/ set its ctime.
-        // Microseconds: what JOBD_SCHEDULED_AT and the result carry.
-        let arrived =
-            DateTime::<Utc>::from_timestamp(meta.ctime(), (meta.ctime_nsec() as u32 / 1000) * 1000)
-                .unwrap_or_else(Utc::now);
-        let scheduled_at = due(&request.when, arrived);
-        Ok(Item {
-            name: name.to_string(),
-            result: SpoolResult {
-                file: name.to_string(),
-                id: request.id.clone(),
-                task: Some(task.name.clone()),
-                status: "running".to_string(),
-                reason: None,
-                received_at: Some(timestamp::precise(arrived)),
-                attempts: Vec::new(),
-            },
-            request,
-            scheduled_at,
-            claimed: false,
-        })
-    }
-
-    /// Move a file jobd will not run to `failed/`, with the reason in its result.
-    fn reject(&mut self, from: &Path, name: &str, reason: &str, progress: Option<SpoolResult>) {
-        // The reason may quote the file's own text: it must not write log lines.
-        warn!("spool: refusing {}: {}", printable(name), printable(reason));
-        let mut result = progress.unwrap_or_else(|| SpoolResult {
-            file: name.to_string(),
-            ..SpoolResult::default()
-        });
-        result.status = "failed".to_string();
-        result.reason = Some(reason.to_string());
-        self.finish_file(from, name, &self.layout.failed.clone(), &result);
-    }
-
-    /// A name that is not UTF-8 cannot be reported in JSON or passed on in
-    /// `JOBD_SPOOL_FILE`: it moves to `failed/` under its own name, with no result.
-    fn reject_unnamed(&mut self, name: &std::ffi::OsStr) {
-        warn!("spool: refusing {name:?}: its name is not UTF-8");
-        self.move_unreported(name);
-    }
-
-    /// Move a file from `new/` to `failed/` with no result beside it.
-    fn move_unreported(&mut self, name: &std::ffi::OsStr) {
-        self.finished.1 += 1;
-        let _ = fs::rename(self.layout.new.join(name), self.layout.failed.join(name));
-        let _ = sync_dir(&self.layout.failed);
-        let _ = sync_dir(&self.layout.new);
-    }
-
-    /// Write the result, then move the file beside it: a crash in between leaves the
-    /// file where it was, to be handled again.
-    fn finish_file(&mut self, from: &Path, name: &str, to: &Path, result: &SpoolResult) {
-        let unfiled = Unfiled {
-            from: from.to_path_buf(),
-            name: name.to_string(),
-            to: to.to_path_buf(),
-            result: result.clone(),
-        };
-        if let Err(e) = self.file_away(&unfiled) {
-            // A full or read-only disk: the file stays where it is and is filed once
-            // the disk takes it, rather than forgotten (and run again at restart).
-            error!(
-                "spool: cannot move {} to {}: {e}; trying again every {}s",
-                name.escape_debug(),
-                to.display(),
-                RETRY_DISK.as_secs()
-            );
-            self.unfiled.push(unfiled);
-        }
-    }
-
-    /// Write the result, then move the file beside it.
-    fn file_away(&mut self, file: &Unfiled) -> std::io::Result<()> {
-        let Unfiled {
-            from,
-            name,
-            to,
-            result,
-        } = file;
-        files::replace(
-            &to.join(format!("{name}{RESULT_SUFFIX}")),
-            &result.to_json(),
-            0o640,
-            Durability::Synced,
-        )?;
-        match fs::rename(from.join(name), to.join(name)) {
-            Ok(()) => {}
-            // Taken away meanwhile: its result stays, for whoever looks.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        if let Err(e) = sync_dir(to).and_then(|()| sync_dir(from)) {
-            warn!(
-                "spool: moved {} to {}, but the move may not survive a power loss: {e}",
-                name.escape_debug(),
-                to.display()
-            );
-        }
-        let _ = fs::remove_file(self.layout.running.join(format!("{name}{RESULT_SUFFIX}")));
-        if *to == self.layout.done {
-            self.finished.0 += 1;
-        } else {
-            self.finished.1 += 1;
-        }
-        Ok(())
-    }
-
-    /// Try again to file what a full or read-only disk held back.
-    fn refile(&mut self, now: Instant) {
-        if self.unfiled.is_empty() || self.refile_at.is_some_and(|at| now < at) {
-            return;
-        }
-        let pending = std::mem::take(&mut self.unfiled);
-        let mut failed = Vec::new();
-        for file in pending {
-            if self.file_away(&file).is_err() {
-                failed.push(file);
-            } else {
-                info!("spool: filed {} at last", file.name.escape_debug());
-            }
-        }
-        self.unfiled = failed;
-        self.refile_at = (!self.unfiled.is_empty()).then(|| now + RETRY_DISK);
+        self.intake.fd()
     }
 
     /// When a delayed file is next due, for the wall-clock timer.
     pub fn next_instant(&self) -> Option<DateTime<Utc>> {
-        self.delayed.keys().next().map(|(at, _)| *at)
+        self.queue.next_delayed()
     }
 
-    /// When a retry or a clean-up is next due, for the poll timeout.
+    /// When a retry, a file created in place, a refiling or a clean-up is next due,
+    /// for the poll timeout.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let retry = self.retrying.keys().next().map(|(at, _)| *at);
-        let created = self.created.values().min().copied();
         let refile =
             (!self.unfiled.is_empty()).then(|| self.refile_at.unwrap_or_else(Instant::now));
         // A claim retry that is due waits for the next dispatch (a free worker); as a
         // deadline in the past it would make poll spin.
         let claim = self.blocked_until.filter(|until| *until > Instant::now());
-        [retry, created, refile, claim, Some(self.next_sweep)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.queue.next_retry(),
+            self.intake.next_deadline(),
+            refile,
+            claim,
+            Some(self.next_sweep),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// Move what has come due into the ready queue; clean up old results.
-    pub fn tick(&mut self, now: DateTime<Utc>, mono: Instant, config: &Config) {
-        self.refile(mono);
-        while let Some(entry) = self.delayed.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            self.ready.push_back(entry.remove());
+    /// Make what has come due wait for a worker; clean up old results.
+    pub fn tick(&mut self, now: Now, config: &Config) {
+        self.refile(now.mono);
+        while let Some(key) = self.queue.due_delayed(now.wall) {
+            self.queue.restage(key, Stage::Waiting, false);
         }
-        while let Some(entry) = self.retrying.first_entry() {
-            if entry.key().0 > mono {
-                break;
-            }
-            self.ready.push_back(entry.remove());
+        while let Some(key) = self.queue.due_retry(now.mono) {
+            self.queue.restage(key, Stage::Waiting, false);
         }
-        let unclosed: Vec<String> = self
-            .created
-            .iter()
-            .filter(|(_, at)| **at <= mono)
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in unclosed {
-            self.created.remove(&name);
-            self.pick_up(&name, config);
+        self.intake.unclosed(now.mono);
+        if now.mono >= self.next_sweep {
+            self.next_sweep = now.mono + SWEEP_EVERY;
+            filing::sweep(&self.layout.done, config.spool.keep_done);
+            filing::sweep(&self.layout.failed, config.spool.keep_failed);
         }
-        if mono >= self.next_sweep {
-            self.next_sweep = mono + SWEEP_EVERY;
-            sweep(&self.layout.done, config.spool.keep_done);
-            sweep(&self.layout.failed, config.spool.keep_failed);
-        }
-    }
-
-    /// Claim ready files while workers are free, oldest first, and say what to start
-    /// for each; a file whose task is at its `max_instances` waits without holding up
-    /// the others.
-    pub fn dispatch(&mut self, config: &Config, now: Instant) -> Vec<Start> {
-        let mut starts = Vec::new();
-        if self.stopping || self.blocked_until.is_some_and(|until| now < until) {
-            return starts;
-        }
-        let mut index = 0;
-        while self.running.len() < config.spool.workers as usize
-            && index < self.ready.len()
-            && self.blocked_until.is_none_or(|until| now >= until)
-        {
-            let task_name = self.ready[index].request.task.clone();
-            let Some(task) = config.task(&task_name) else {
-                let item = self.ready.remove(index).expect("index is in range");
-                let from = self.dir_of(&item);
-                self.seen.remove(&item.name);
-                self.reject(
-                    &from,
-                    &item.name,
-                    &format!("task `{task_name}` is no longer in the jobfile"),
-                    Some(item.result),
-                );
-                continue;
-            };
-            let busy = self
-                .running
-                .values()
-                .filter(|item| item.request.task == task_name)
-                .count();
-            if task.max_instances.is_some_and(|max| busy >= max as usize)
-                || self.name_in_use(&self.ready[index])
-            {
-                index += 1;
-                continue;
-            }
-            let item = self.ready.remove(index).expect("index is in range");
-            starts.extend(self.claim(item, now));
-        }
-        // The file a full or read-only disk kept from being claimed is gone: nothing
-        // is held back any more.
-        if self.blocked_until.is_some() && self.ready.iter().all(|item| item.claimed) {
-            self.blocked_until = None;
-        }
-        starts
-    }
-
-    /// A file in `new/` named like one still in `running/` (running, or waiting for a
-    /// retry) waits: claiming it would replace the other.
-    fn name_in_use(&self, item: &Item) -> bool {
-        !item.claimed
-            && (self.running.contains_key(&item.name)
-                || self.layout.running.join(&item.name).exists())
-    }
-
-    fn dir_of(&self, item: &Item) -> std::path::PathBuf {
-        if item.claimed {
-            self.layout.running.clone()
-        } else {
-            self.layout.new.clone()
-        }
-    }
-
-    /// Move a ready file into `running/` (if it is not there yet) and say what to start.
-    fn claim(&mut self, mut item: Item, now: Instant) -> Option<Start> {
-        if !item.claimed {
-            let renamed = fs::rename(
-                self.layout.new.join(&item.name),
-                self.layout.running.join(&item.name),
-            );
-            match renamed {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    // Gone from new/ (taken away by its writer): nothing left to run.
-                    warn!("spool: cannot claim {}: {e}", item.name.escape_debug());
-                    self.seen.remove(&item.name);
-                    return None;
-                }
-                Err(e) => {
-                    // A full or read-only disk: the file waits in new/, first in line,
-                    // and claiming is tried again in a moment.
-                    if self.blocked_until.is_none() {
-                        error!(
-                            "spool: cannot claim {}: {e}; trying again every {}s",
-                            item.name.escape_debug(),
-                            RETRY_DISK.as_secs()
-                        );
-                    }
-                    self.blocked_until = Some(now + RETRY_DISK);
-                    self.ready.push_front(item);
-                    return None;
-                }
-            }
-            if self.blocked_until.take().is_some() {
-                info!("spool: claiming files works again");
-            }
-            self.seen.remove(&item.name);
-            if let Err(e) = sync_dir(&self.layout.running).and_then(|()| sync_dir(&self.layout.new))
-            {
-                warn!(
-                    "spool: claimed {}, but the claim may not survive a power loss: {e}",
-                    item.name.escape_debug()
-                );
-            }
-            item.claimed = true;
-        }
-        let start = Start {
-            file: item.name.clone(),
-            task: item.request.task.clone(),
-            args: item.request.args.clone(),
-            env: item.request.env.clone(),
-            scheduled_at: item.scheduled_at,
-            attempt: item.result.attempts.len() as u32 + 1,
-        };
-        self.running.insert(item.name.clone(), item);
-        Some(start)
-    }
-
-    /// The attempt of `file` that `dispatch` handed out is about to start as run
-    /// `run_id`. Recorded before the process exists: if jobd dies at any moment
-    /// after, the next start counts this attempt and can find (and stop) its processes
-    /// by their run id. Replaced whole, never truncated; not synced: a power cut loses
-    /// only the count.
-    pub fn starting(&mut self, file: &str, run_id: &str, now: DateTime<Utc>) {
-        let Some(item) = self.running.get_mut(file) else {
-            return;
-        };
-        let attempt = item.result.attempts.len() as u32 + 1;
-        item.result
-            .attempts
-            .push(Attempt::started(attempt, run_id, now));
-        if let Err(e) = files::replace(
-            &self.layout.running.join(format!("{file}{RESULT_SUFFIX}")),
-            &item.result.to_json(),
-            0o640,
-            Durability::Unsynced,
-        ) {
-            warn!(
-                "spool: cannot record the attempt of {}: {e}",
-                file.escape_debug()
-            );
-        }
-    }
-
-    /// A spool run ended: finish the file, or schedule its next attempt. True when the
-    /// file has failed for good (its last attempt failed).
-    pub fn ended(&mut self, name: &str, record: &RunRecord, config: &Config, now: Instant) -> bool {
-        let Some(mut item) = self.running.remove(name) else {
-            return false;
-        };
-        // A task removed by a reload is not retried.
-        let (retries, retry_delay) = config
-            .task(&item.request.task)
-            .map_or((0, Duration::ZERO), |task| (task.retries, task.retry_delay));
-        let attempt = Attempt::ended(record);
-        match item.result.attempts.last_mut() {
-            Some(last) if last.run_id == record.run_id => *last = attempt,
-            _ => item.result.attempts.push(attempt),
-        }
-        let running = self.layout.running.clone();
-        if record.outcome.success() {
-            item.result.status = "done".to_string();
-            self.finish_file(&running, name, &self.layout.done.clone(), &item.result);
-            return false;
-        }
-        if self.stopping {
-            // Stopped by jobd's own shutdown: it stays in running/ and runs again at
-            // the next start.
-            let _ = files::replace(
-                &running.join(format!("{name}{RESULT_SUFFIX}")),
-                &item.result.to_json(),
-                0o640,
-                Durability::Unsynced,
-            );
-            return false;
-        }
-        let tries = item.result.attempts.len() as u32;
-        if tries <= retries {
-            let delay = retry_delay.saturating_mul(1 << (tries - 1).min(20));
-            info!(
-                "spool: {} failed ({}); attempt {} of {} in {}",
-                name.escape_debug(),
-                record.outcome,
-                tries + 1,
-                retries + 1,
-                crate::leaf::duration::format(delay)
-            );
-            let _ = files::replace(
-                &running.join(format!("{name}{RESULT_SUFFIX}")),
-                &item.result.to_json(),
-                0o640,
-                Durability::Unsynced,
-            );
-            self.sequence += 1;
-            self.retrying.insert((now + delay, self.sequence), item);
-            return false;
-        }
-        item.result.status = "failed".to_string();
-        item.result.reason = Some(format!(
-            "{} after {tries} attempt{}",
-            record.outcome,
-            crate::leaf::words::plural(tries)
-        ));
-        self.finish_file(&running, name, &self.layout.failed.clone(), &item.result);
-        true
     }
 
     /// Cluster mode: a claimed file's request went to the cluster's table (`Ok`, with
     /// what to say about it in the result's `reason`), or could not (`Err`, why). Filed
     /// to done/ with the state `forwarded`, or to failed/.
     pub fn forwarded(&mut self, name: &str, outcome: Result<String, String>) {
-        let Some(mut item) = self.running.remove(name) else {
+        let Some(item) = self
+            .queue
+            .in_running(name)
+            .and_then(|key| self.queue.take(key))
+        else {
             return;
         };
-        let running = self.layout.running.clone();
+        let Stage::Running(active) = item.stage else {
+            return;
+        };
+        let mut result = active.result;
         let to = match outcome {
             Ok(reason) => {
-                item.result.status = FORWARDED.to_string();
-                item.result.reason = Some(reason);
+                result.state = result::State::Forwarded;
+                result.reason = Some(reason);
                 self.layout.done.clone()
             }
             Err(reason) => {
-                item.result.status = "failed".to_string();
-                item.result.reason = Some(reason);
+                result.state = result::State::Failed;
+                result.reason = Some(reason);
                 self.layout.failed.clone()
             }
         };
-        self.finish_file(&running, name, &to, &item.result);
+        self.finish_claimed(name, to, result);
     }
 
     /// Start nothing more: jobd is shutting down. Files waiting stay where they are.
@@ -903,19 +346,15 @@ impl Spool {
         self.stopping = true;
     }
 
-    /// Files queued (due), delayed, running and waiting for a retry.
-    pub fn counts(&self) -> (usize, usize, usize, usize) {
-        (
-            self.ready.len(),
-            self.delayed.len(),
-            // Files held back by a full disk are still in running/.
-            self.running.len() + self.unfiled.len(),
-            self.retrying.len(),
-        )
+    /// Files held by stage; those a full disk keeps in `running/` count as running.
+    pub fn counts(&self) -> Counts {
+        let mut counts = self.queue.counts();
+        counts.running += self.unfiled.len();
+        counts
     }
 
-    /// What the disk keeps the spool from doing now, in words.
-    pub fn problems(&self) -> Vec<String> {
+    /// What keeps the spool from doing its work now, in words.
+    pub fn problems(&self, config: &Config) -> Vec<String> {
         let mut problems = Vec::new();
         if self.blocked_until.is_some() {
             problems.push(format!(
@@ -930,6 +369,16 @@ impl Spool {
                 crate::leaf::words::plural(self.unfiled.len())
             ));
         }
+        if self.intake.held > 0 {
+            problems.push(format!(
+                "spool: {} file{} wait in {}, untouched, beyond spool.max_queued ({}); they are \
+                 taken in as the queue drains",
+                self.intake.held,
+                crate::leaf::words::plural(self.intake.held),
+                self.layout.new.display(),
+                config.spool.max_queued
+            ));
+        }
         problems
     }
 
@@ -939,98 +388,112 @@ impl Spool {
     }
 
     /// Files that went to `failed/` in the last 24 hours.
-    pub fn failed_recently(&self) -> usize {
+    pub fn failed_recently(&mut self) -> usize {
         let day_ago = SystemTime::now() - Duration::from_secs(86_400);
-        list(&self.layout.failed)
-            .iter()
-            .filter(|(name, changed)| {
-                !name.ends_with(RESULT_SUFFIX) && !name.starts_with('.') && *changed >= day_ago
-            })
-            .count()
+        while self.failures.front().is_some_and(|at| *at < day_ago) {
+            self.failures.pop_front();
+        }
+        self.failures.len()
+    }
+
+    /// The mode and group jobd gives the copy it runs of a file of `task`: those of
+    /// every file it writes, or, for a task that runs as another user, readable by
+    /// that user's group, so that the child can read its `data`.
+    fn copy_owner(&self, task: &Task) -> (u32, Option<Gid>) {
+        match task_owner(task) {
+            Some((_, gid)) => (0o640, Some(gid)),
+            None => (self.modes.file, self.group),
+        }
     }
 }
 
-/// Marks a file that disappeared before jobd could look at it.
-const VANISHED: &str = "vanished";
+/// The spool's folders for a client that finds none (`jobctl submit` before jobd ever
+/// ran): made as jobd would make them.
+pub fn make_layout(config: &Config) -> io::Result<Layout> {
+    let layout = Layout::new(&config.spool.dir);
+    if !layout.new.is_dir() {
+        let group = config.spool.group.as_deref().and_then(account::gid);
+        layout.prepare(modes(config), group)?;
+    }
+    Ok(layout)
+}
 
-/// The entries of a folder with their change times, results and temporaries left out.
-fn list(dir: &Path) -> Vec<(String, SystemTime)> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
+/// `spool.group`, and that jobd's user is in it (root may give files to any group).
+fn resolve_group(config: &Config) -> Result<Option<Gid>, SpoolError> {
+    let Some(name) = &config.spool.group else {
+        return Ok(None);
     };
-    entries
-        .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            let changed = entry
-                .metadata()
-                .ok()
-                .map(|m| {
-                    SystemTime::UNIX_EPOCH
-                        + Duration::new(m.ctime().max(0) as u64, m.ctime_nsec().max(0) as u32)
-                })
-                .unwrap_or(SystemTime::UNIX_EPOCH);
-            Some((name, changed))
-        })
-        .collect()
+    let gid = account::gid(name).ok_or_else(|| SpoolError::UnknownSpoolGroup(name.clone()))?;
+    let me = Uid::effective();
+    let member = me.is_root()
+        || Gid::effective() == gid
+        || nix::unistd::getgroups().is_ok_and(|groups| groups.contains(&gid));
+    if !member {
+        let user = nix::unistd::User::from_uid(me)
+            .ok()
+            .flatten()
+            .map_or_else(|| me.to_string(), |u| u.name);
+        return Err(SpoolError::NotMember {
+            group: name.clone(),
+            user,
+        });
+    }
+    Ok(Some(gid))
 }
 
-/// Remove the oldest finished files (and their results) beyond what `keep` allows.
-fn sweep(dir: &Path, keep: Retention) {
-    if keep.count.is_none() && keep.age.is_none() {
-        return;
-    }
-    let mut files: Vec<(String, SystemTime)> = list(dir)
-        .into_iter()
-        .filter(|(name, _)| !name.ends_with(RESULT_SUFFIX) && !name.starts_with('.'))
-        .collect();
-    files.sort_by_key(|(_, changed)| std::cmp::Reverse(*changed));
-    let now = SystemTime::now();
-    for (index, (name, changed)) in files.iter().enumerate() {
-        let too_many = keep.count.is_some_and(|count| index >= count as usize);
-        let too_old = keep
-            .age
-            .is_some_and(|age| now.duration_since(*changed).unwrap_or_default() > age);
-        if too_many || too_old {
-            let path = dir.join(name);
-            let removed = if path.is_dir() && !path.is_symlink() {
-                fs::remove_dir_all(&path)
-            } else {
-                fs::remove_file(&path)
-            };
-            if removed.is_ok() {
-                let _ = fs::remove_file(dir.join(format!("{name}{RESULT_SUFFIX}")));
-            }
-        }
+/// The folders' modes: shared with a group when others than jobd's user and root
+/// submit; others may pass through to `running/` and `values/` only when some task
+/// runs as another user (which needs jobd to run as root).
+fn modes(config: &Config) -> Modes {
+    let spool = &config.spool;
+    let shared =
+        spool.group.is_some() || !spool.allow_users.is_empty() || !spool.allow_groups.is_empty();
+    let reach = Uid::effective().is_root() && config.tasks.iter().any(|t| t.run.user.is_some());
+    Modes::new(shared, reach)
+}
+
+/// Submitters listed without `spool.group` can drop files only as members of the
+/// folders' own group (jobd's, usually): say how to do better.
+fn warn_without_group(config: &Config) {
+    let spool = &config.spool;
+    if spool.group.is_none() && !(spool.allow_users.is_empty() && spool.allow_groups.is_empty()) {
+        warn!(
+            "spool: allow_users or allow_groups is set, but spool.group is not: those users \
+             can drop files only as members of the spool folders' group (jobd's own, \
+             usually), which gives them whatever else that group may; create a group for \
+             them, add them and jobd's user to it, and set spool.group (see jobd.yaml(5))"
+        );
     }
 }
 
-/// When a file that arrived at `arrived` is due: its `run_at`, its `delay` after it
-/// arrived, or its arrival.
-fn due(when: &When, arrived: DateTime<Utc>) -> DateTime<Utc> {
-    match when {
-        When::Now => arrived,
-        When::At(at) => *at,
-        When::Delay(delay) => {
-            arrived + chrono::TimeDelta::from_std(*delay).unwrap_or(chrono::TimeDelta::MAX)
-        }
+/// The user and group a task's process runs as, when jobd gives them files: only when
+/// jobd runs as root and the task names a user.
+fn task_owner(task: &Task) -> Option<(Uid, Gid)> {
+    if !Uid::effective().is_root() {
+        return None;
     }
+    let user = account::user(task.run.user.as_deref()?)?;
+    let gid = match &task.run.group {
+        Some(group) => account::gid(group)?,
+        None => user.gid,
+    };
+    Some((user.uid, gid))
 }
 
-/// Longer names leave no room for `.NAME.result.json.tmp` within the 255 bytes a file
-/// name may have.
-const MAX_NAME_BYTES: usize = 200;
-
-/// Names a spool file may not have: hidden ones are jobd's (and writers' temporary
-/// files), and control characters would reach logs and `JOBD_SPOOL_FILE` as they are.
-fn name_problem(name: &str) -> Option<&'static str> {
-    if name.starts_with('.') {
-        return Some("names starting with `.` are kept for temporary files");
+/// Members of `spool.group` who cannot even reach the spool cannot submit: say so at
+/// once rather than leave them to guess from a permission error.
+fn warn_unreachable(layout: &Layout, config: &Config, group: Option<Gid>) {
+    if let (Some(gid), Some(name)) = (group, &config.spool.group)
+        && let Some(dir) = layout.unreachable_by(gid)
+    {
+        warn!(
+            "spool: members of spool.group `{name}` cannot reach {}: {} lets neither them \
+             nor others pass; give it o+x (chmod o+x {}) or move spool.dir",
+            layout.root.display(),
+            dir.display(),
+            dir.display()
+        );
     }
-    if name.chars().any(char::is_control) {
-        return Some("its name contains a control character (a newline, a tab...)");
-    }
-    None
 }
 
 /// Text from a spool file, or its name, as one safe log line: control characters are
@@ -1048,31 +511,4 @@ fn printable(text: &str) -> String {
             }
         })
         .collect()
-}
-
-/// A jobd killed outright leaves the attempt it was running behind, alive: stop it
-/// before the file runs again, so that the two never run at the same time.
-fn stop_leftovers(name: &str, run_id: &str, config: &Config, item: &Item) {
-    let leftovers = crate::adapter::orphans::of_run(run_id, None);
-    if leftovers.is_empty() {
-        return;
-    }
-    let grace = config
-        .task(&item.request.task)
-        .map_or(crate::model::config::DEFAULT_KILL_GRACE, |task| {
-            task.run.kill_grace
-        })
-        // It blocks the start: a task's long kill_grace is not worth waiting out here.
-        .min(crate::model::config::DEFAULT_KILL_GRACE);
-    warn!(
-        "spool: the interrupted attempt of {} (run {run_id}) is still running as pid {}; \
-         stopping it before running the file again",
-        name.escape_debug(),
-        leftovers
-            .iter()
-            .map(|pid| pid.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    crate::adapter::orphans::stop(&leftovers, grace);
 }

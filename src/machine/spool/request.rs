@@ -1,46 +1,30 @@
 //! A spool file: which task to run, with what arguments, when.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 
 use crate::leaf::yaml::{self, Value};
+use crate::model::config::Task;
+use crate::model::config::accept::{self, Refusal};
 use crate::model::config::checker::Checker;
 
-const KEYS: &[&str] = &["task", "args", "env", "run_at", "delay", "id"];
+const KEYS: &[&str] = &["task", "id", "args", "env", "data", "run_at", "delay"];
 
-/// Variables a spool file may not set: each would let the file choose the code that
-/// runs (the loader, the PATH lookup, an interpreter's start-up) rather than only the
-/// arguments of the task.
-const FORBIDDEN_ENV: &[&str] = &[
-    "PATH",
-    "IFS",
-    "ENV",
-    "BASH_ENV",
-    "SHELLOPTS",
-    "BASHOPTS",
-    "PS4",
-    "GCONV_PATH",
-    "HOSTALIASES",
-    "NODE_OPTIONS",
-    "NODE_PATH",
-    "RUBYOPT",
-    "RUBYLIB",
-    "PERL5OPT",
-    "PERL5LIB",
-    "PERLLIB",
-    "JAVA_TOOL_OPTIONS",
-    "_JAVA_OPTIONS",
-];
-const FORBIDDEN_ENV_PREFIXES: &[&str] = &["LD_", "PYTHON", "JOBD_", "BASH_FUNC_"];
+/// The longest `id`, in characters.
+pub const MAX_ID_CHARS: usize = 128;
 
-/// A valid request from a spool file.
+/// A valid request from a spool file. Whether its task accepts it is `check`'s to say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     pub task: String,
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
+    /// Whether the file carries `data` (for the child alone: jobd never reads it).
+    pub has_data: bool,
     pub when: When,
     /// The writer's own name for the request, for logs and the result.
     pub id: Option<String>,
@@ -54,9 +38,37 @@ pub enum When {
     Delay(Duration),
 }
 
+impl Request {
+    /// Whether `task` accepts what the request asks for, in the words jobd and
+    /// `jobctl submit` both use.
+    pub fn check(&self, task: &Task) -> Result<(), Refusal> {
+        task.accept.check_args(&task.name, &self.args)?;
+        task.accept
+            .check_env(&task.name, self.env.keys(), &task.run.env)?;
+        task.accept.check_data(&task.name, self.has_data)
+    }
+
+    /// When a file that arrived at `arrived` is due: its `run_at`, its `delay` after
+    /// it arrived, or its arrival.
+    pub fn due(&self, arrived: DateTime<Utc>) -> DateTime<Utc> {
+        match self.when {
+            When::Now => arrived,
+            When::At(at) => at,
+            When::Delay(delay) => {
+                arrived + chrono::TimeDelta::from_std(delay).unwrap_or(chrono::TimeDelta::MAX)
+            }
+        }
+    }
+}
+
+/// The most values the YAML parser builds for one spool file: parsed inside the loop,
+/// a file must cost little whatever it holds (`data` in a JSON file is not built).
+pub const MAX_VALUES: usize = 10_000;
+
 /// Parse a spool file's text. The error is one line naming the first problem and where.
 pub fn parse(text: &str) -> Result<Request, String> {
-    let root = yaml::parse(text).map_err(|err| match err.pos {
+    let text = without_data(text);
+    let root = yaml::parse_within(&text, MAX_VALUES).map_err(|err| match err.pos {
         Some(pos) => format!("line {}, column {}: {}", pos.line, pos.column, err.message),
         None => err.message,
     })?;
@@ -70,6 +82,37 @@ pub fn parse(text: &str) -> Result<Request, String> {
         }),
         (None, None) => Err("not a spool request".to_string()),
     }
+}
+
+/// A JSON file's text with its `data` value replaced by `0` (and the line breaks it
+/// held, so that the lines in messages stay true): jobd never reads `data`, and a
+/// large one must cost only the check that it is JSON, not a tree of located values.
+/// Anything else is left to the YAML parser as it is.
+fn without_data(text: &str) -> Cow<'_, str> {
+    if !text.trim_start().starts_with('{') {
+        return Cow::Borrowed(text);
+    }
+    let Ok(fields) = serde_json::from_str::<std::collections::HashMap<String, &RawValue>>(text)
+    else {
+        return Cow::Borrowed(text);
+    };
+    let Some(data) = fields.get("data") else {
+        return Cow::Borrowed(text);
+    };
+    let raw = data.get();
+    let start = raw.as_ptr() as usize - text.as_ptr() as usize;
+    let Some(end) = start
+        .checked_add(raw.len())
+        .filter(|end| *end <= text.len())
+    else {
+        return Cow::Borrowed(text);
+    };
+    let mut blank = String::with_capacity(text.len() - raw.len() + 1);
+    blank.push_str(&text[..start]);
+    blank.push('0');
+    blank.extend(raw.chars().filter(|c| *c == '\n'));
+    blank.push_str(&text[end..]);
+    Cow::Owned(blank)
 }
 
 fn read(check: &mut Checker, root: &yaml::Node) -> Option<Request> {
@@ -106,12 +149,8 @@ fn read(check: &mut Checker, root: &yaml::Node) -> Option<Request> {
     let env = match fields.get("env") {
         Some(node) => {
             let env = check.env(node, "env")?;
-            if let Some(name) = env.keys().find(|name| forbidden(name)) {
-                check.bad(
-                    node,
-                    "env",
-                    format!("`{name}` may not be set by a spool file: it could change the program that runs"),
-                );
+            if let Some(name) = env.keys().find(|name| accept::forbidden(name)) {
+                check.bad(node, "env", accept::forbidden_message(name));
                 return None;
             }
             env
@@ -135,30 +174,85 @@ fn read(check: &mut Checker, root: &yaml::Node) -> Option<Request> {
                     check.bad(
                         node,
                         "run_at",
-                        format!("`{text}` is not an RFC 3339 time like 2026-11-27T18:00:00Z"),
+                        format!(
+                            "`{}` is not an RFC 3339 time like 2026-11-27T18:00:00Z",
+                            text.escape_debug()
+                        ),
                     );
                     return None;
                 }
             }
         }
-        (None, Some(node)) => When::Delay(check.duration(node, "delay")?),
+        (None, Some(node)) => When::Delay(delay(check, node)?),
         (None, None) => When::Now,
     };
     let id = match fields.get("id") {
-        Some(node) => Some(check.text(node, "id")?),
+        Some(node) => {
+            let id = check.text(node, "id")?;
+            if let Some(problem) = id_problem(&id) {
+                check.bad(node, "id", problem);
+                return None;
+            }
+            Some(id)
+        }
         None => None,
     };
     Some(Request {
         task,
         args,
         env,
+        has_data: fields.get("data").is_some(),
         when,
         id,
     })
 }
 
-fn forbidden(name: &str) -> bool {
-    FORBIDDEN_ENV.contains(&name) || FORBIDDEN_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
+/// `delay:` is a duration (`90s`) or a number of seconds (`90`, `1.5`).
+fn delay(check: &mut Checker, node: &yaml::Node) -> Option<Duration> {
+    let seconds = match node.value {
+        Value::Int(n) => n as f64,
+        Value::Float(n) => n,
+        _ => return check.duration(node, "delay"),
+    };
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(delay) if chrono::TimeDelta::from_std(delay).is_ok() => Some(delay),
+        _ => {
+            check.bad(
+                node,
+                "delay",
+                format!("{seconds} is not a number of seconds from 0 to about 292 billion years"),
+            );
+            None
+        }
+    }
+}
+
+/// Why `id` cannot name a request: it travels into file names, logs and `jobctl spool`.
+pub fn id_problem(id: &str) -> Option<String> {
+    let count = id.chars().count();
+    if count == 0 || count > MAX_ID_CHARS {
+        return Some(format!(
+            "an id has 1 to {MAX_ID_CHARS} characters; this one has {count}"
+        ));
+    }
+    if id.starts_with(['.', '-']) {
+        return Some(format!(
+            "`{}` starts with `{}`; an id may not",
+            id.escape_debug(),
+            &id[..1]
+        ));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Some(format!(
+            "`{}` holds `{}`; an id is made of letters, digits, `.`, `_` and `-`",
+            id.escape_debug(),
+            c.escape_debug()
+        ));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -185,6 +279,8 @@ mod tests {
         );
         assert_eq!(json.id.as_deref(), Some("report-42"));
 
+        assert!(!json.has_data);
+
         let yaml = parse("task: t\nargs: [a b, \"$(rm -rf /)\", 5]\ndelay: 90s\n").unwrap();
         assert_eq!(yaml.args, ["a b", "$(rm -rf /)", "5"]);
         assert_eq!(yaml.when, When::Delay(Duration::from_secs(90)));
@@ -201,7 +297,10 @@ mod tests {
             ("task: t\nprogram: /bin/sh", "unknown key `program`"),
             ("task: t\nargs: x", "expected a list"),
             ("task: t\nrun_at: tomorrow", "RFC 3339"),
-            ("task: t\ndelay: 5", "no unit"),
+            ("task: t\ndelay: -5", "not a number of seconds"),
+            ("task: t\nid: -x", "starts with `-`"),
+            ("task: t\nid: a/b", "holds `/`"),
+            ("task: t\nenv: {HOME: /tmp}", "`HOME` may not be set"),
             ("task: t\nrun_at: 2026-11-27T18:00:00Z\ndelay: 5s", "both"),
             (
                 "task: t\nenv: {LD_PRELOAD: /tmp/x.so}",
@@ -219,6 +318,31 @@ mod tests {
             parse("task: t\n\nargs: x")
                 .unwrap_err()
                 .starts_with("line 3, column 7:")
+        );
+    }
+
+    #[test]
+    fn data_is_checked_as_json_and_never_built_into_a_tree() {
+        let big = format!("[{}1]", "{\"a\": [1, 2, {\"b\": null}]}, ".repeat(40_000));
+        let text = format!("{{\"task\": \"t\", \"data\": {big},\n \"delay\": 1.5}}");
+        let started = std::time::Instant::now();
+        let request = parse(&text).unwrap();
+        assert!(request.has_data);
+        assert_eq!(request.when, When::Delay(Duration::from_millis(1500)));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        // The same values in YAML are counted, and refused past the bound.
+        let yaml = format!("task: t\ndata: {big}\n");
+        assert!(parse(&yaml).unwrap_err().contains("more than 10000 values"));
+        // Lines in messages stay true after a multi-line `data`.
+        let err = parse("{\"task\": \"t\", \"data\": [1,\n2,\n3],\n\"args\": 5}").unwrap_err();
+        assert!(err.starts_with("line 4,"), "{err}");
+        assert_eq!(
+            parse("{\"task\": \"t\", \"delay\": 90}").unwrap().when,
+            When::Delay(Duration::from_secs(90))
         );
     }
 }

@@ -119,6 +119,8 @@ fn setting_changes(old: &Config, new: &Config) -> Vec<String> {
         ("read_group", old.read_group != new.read_group, at_restart),
         ("spool.dir", a.dir != b.dir, at_restart),
         ("spool.workers", a.workers != b.workers, ""),
+        ("spool.group", a.group != b.group, ""),
+        ("spool.max_queued", a.max_queued != b.max_queued, ""),
         (
             "spool.allow_users or allow_groups",
             a.allow_users != b.allow_users || a.allow_groups != b.allow_groups,
@@ -206,6 +208,7 @@ fn same_task(a: &Task, b: &Task) -> bool {
         retry_delay,
         max_instances,
         on_failure,
+        accept,
         pos: _,
     } = a;
     *name == b.name
@@ -214,6 +217,7 @@ fn same_task(a: &Task, b: &Task) -> bool {
         && *retry_delay == b.retry_delay
         && *max_instances == b.max_instances
         && *on_failure == b.on_failure
+        && *accept == b.accept
 }
 
 /// What differs between two versions of a job, for the deploy log: the schedule
@@ -254,6 +258,7 @@ fn task_changes(before: &Task, after: &Task) -> String {
         ("retry_delay", before.retry_delay != after.retry_delay),
         ("max_instances", before.max_instances != after.max_instances),
         ("on_failure", before.on_failure != after.on_failure),
+        ("accept", before.accept != after.accept),
     ];
     changes.extend(
         settings

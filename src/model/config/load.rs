@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
+use super::accept::{self, Accept, Pattern};
 use super::checker::{Checker, Fields};
 use super::error::{ConfigError, ProblemKind};
 use super::places::Places;
 use super::{
     CatchUp, Command, Config, DEFAULT_HOOK_REPEAT_AFTER, DEFAULT_HOOK_TIMEOUT, DEFAULT_KEEP_DONE,
-    DEFAULT_KILL_GRACE, DEFAULT_RETRY_DELAY, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WORKERS, Hook, Host,
-    Job, OnHostLoss, OnOverlap, Placement, RemovedJobs, Retention, RunSpec, Runtime, Spool, Task,
+    DEFAULT_KEEP_FAILED, DEFAULT_KEEP_FAILED_FOR, DEFAULT_KILL_GRACE, DEFAULT_MAX_QUEUED,
+    DEFAULT_RETRY_DELAY, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WORKERS, Hook, Host, Job, OnHostLoss,
+    OnOverlap, Placement, RemovedJobs, Retention, RunSpec, Runtime, Spool, Task,
 };
 use crate::leaf::suggest;
 use crate::leaf::yaml::{self, Node, Value};
@@ -80,16 +82,21 @@ const TASK_KEYS: &[&str] = &[
     "max_instances",
     "on_failure",
     "runtime",
+    "accept",
 ];
 pub(super) const CLUSTER_KEYS: &[&str] = &["database_url", "listen_url", "host_id", "lease"];
 const RUNTIME_KEYS: &[&str] = &[
     "command", "workdir", "env", "preload", "user", "group", "max_runs", "max_rss",
 ];
+/// What a task takes from a spool file: see `accept.rs`.
+const ACCEPT_KEYS: &[&str] = &["args", "max_args", "env", "data"];
 const SPOOL_KEYS: &[&str] = &[
     "dir",
     "workers",
+    "group",
     "allow_users",
     "allow_groups",
+    "max_queued",
     "keep_done",
     "keep_done_for",
     "keep_failed",
@@ -530,13 +537,20 @@ impl Checker {
         let max_instances = fields
             .get("max_instances")
             .and_then(|n| self.count(n, &format!("{path}.max_instances"), 1));
+        let on_failure = hook(defaults, &parts);
+        let run = merge(defaults, parts, command?, runtime?, dir);
+        let accept = match fields.get("accept") {
+            Some(node) => self.accept(node, &format!("{path}.accept"), &run.env)?,
+            None => Accept::nothing(),
+        };
         Some(Task {
             name: name.to_string(),
-            on_failure: hook(defaults, &parts),
-            run: merge(defaults, parts, command?, runtime?, dir),
+            on_failure,
+            run,
             retries,
             retry_delay,
             max_instances,
+            accept,
             pos: key.pos,
         })
     }
@@ -659,6 +673,113 @@ impl Checker {
         Some(Some(runtime))
     }
 
+    /// `accept:`: the patterns compile, and the variables are ones a spool file could
+    /// ever set: not one the jobfile sets for the task (`env`, with `defaults.env`), not
+    /// one of the fence, not jobd's own.
+    fn accept(
+        &mut self,
+        node: &Node,
+        path: &str,
+        env: &BTreeMap<String, String>,
+    ) -> Option<Accept> {
+        let fields = self.fields(node, path, ACCEPT_KEYS)?;
+        let mut accept = Accept::nothing();
+        let mut valid = true;
+        if let Some(list) = fields.get("args") {
+            let sub = format!("{path}.args");
+            match &list.value {
+                Value::Seq(items) => {
+                    for item in items {
+                        let Some(source) = self.text(item, &sub) else {
+                            valid = false;
+                            continue;
+                        };
+                        match Pattern::new(&source) {
+                            Ok(pattern) => accept.args.push(pattern),
+                            Err(reason) => {
+                                self.bad(
+                                    item,
+                                    &sub,
+                                    format!(
+                                        "`{}` is not a regular expression: {reason}",
+                                        source.escape_debug()
+                                    ),
+                                );
+                                valid = false;
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    self.wrong_type(list, &sub, "a list of regular expressions");
+                    valid = false;
+                }
+            }
+        }
+        if let Some(n) = fields.get("max_args") {
+            match self.count(n, &format!("{path}.max_args"), 0) {
+                Some(max) => accept.max_args = max,
+                None => valid = false,
+            }
+        }
+        if let Some(list) = fields.get("env") {
+            let sub = format!("{path}.env");
+            match &list.value {
+                Value::Seq(items) => {
+                    for item in items {
+                        let Some(name) = self.text(item, &sub) else {
+                            valid = false;
+                            continue;
+                        };
+                        let problem = if !variable_name(&name) {
+                            Some(format!(
+                                "`{}` is not a variable name (letters, digits and `_`, not starting with a digit)",
+                                name.escape_debug()
+                            ))
+                        } else if env.contains_key(&name) {
+                            Some(format!(
+                                "`{name}` is set by the jobfile for this task (its `env:` or \
+                                 `defaults.env`), and the jobfile always wins: a spool file could \
+                                 never change it; remove it from one of the two"
+                            ))
+                        } else if accept::forbidden(&name) {
+                            Some(format!(
+                                "`{name}` is in the fence of variables no spool file may set, \
+                                 whatever its task accepts (it could change the program that runs; \
+                                 see jobd(8)); pass the value as an argument or in `data` instead"
+                            ))
+                        } else if accept.env.contains(&name) {
+                            Some(format!("`{name}` is listed twice"))
+                        } else {
+                            None
+                        };
+                        match problem {
+                            Some(reason) => {
+                                self.bad(item, &sub, reason);
+                                valid = false;
+                            }
+                            None => accept.env.push(name),
+                        }
+                    }
+                }
+                _ => {
+                    self.wrong_type(list, &sub, "a list of variable names");
+                    valid = false;
+                }
+            }
+        }
+        if let Some(n) = fields.get("data") {
+            match &n.value {
+                Value::Bool(data) => accept.data = *data,
+                _ => {
+                    self.wrong_type(n, &format!("{path}.data"), "true or false");
+                    valid = false;
+                }
+            }
+        }
+        valid.then_some(accept)
+    }
+
     fn spool(&mut self, node: Option<&Node>, state_dir: &Path, dir: &Path) -> Option<Spool> {
         let mut spool = Spool {
             dir: state_dir.join("spool"),
@@ -670,9 +791,11 @@ impl Checker {
                 age: None,
             },
             keep_failed: Retention {
-                count: None,
-                age: None,
+                count: Some(DEFAULT_KEEP_FAILED),
+                age: Some(DEFAULT_KEEP_FAILED_FOR),
             },
+            group: None,
+            max_queued: DEFAULT_MAX_QUEUED,
         };
         let Some(node) = node else {
             return Some(spool);
@@ -683,6 +806,12 @@ impl Checker {
         }
         if let Some(node) = fields.get("workers") {
             spool.workers = self.count(node, "spool.workers", 1)?;
+        }
+        if let Some(node) = fields.get("group") {
+            spool.group = Some(self.name(node, "spool.group")?);
+        }
+        if let Some(node) = fields.get("max_queued") {
+            spool.max_queued = self.count(node, "spool.max_queued", 1)?;
         }
         if let Some(node) = fields.get("allow_users") {
             spool.allow_users = self.string_list(node, "spool.allow_users")?;
@@ -947,6 +1076,12 @@ pub(crate) fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+/// A name a spool file may set: what a shell would take as a variable.
+fn variable_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// A job's or task's own `on_failure:` (or its explicit null) over that of `defaults:`.

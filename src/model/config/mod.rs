@@ -1,5 +1,6 @@
 //! The jobfile as a validated model: everything the rest of jobd trusts without checking.
 
+pub mod accept;
 pub(crate) mod checker;
 mod cluster;
 mod diff;
@@ -163,6 +164,8 @@ pub struct Task {
     pub max_instances: Option<u32>,
     /// Run when a file fails for good (after its retries).
     pub on_failure: Option<Hook>,
+    /// What a spool file may add: by default nothing beyond the task, an id and a time.
+    pub accept: accept::Accept,
     pub pos: Pos,
 }
 
@@ -278,11 +281,17 @@ pub enum CatchUp {
 pub struct Spool {
     pub dir: PathBuf,
     pub workers: u32,
+    /// The submitters' group: it may write `tmp/` and `new/` and read what jobd writes
+    /// for them. jobd's own user must be a member.
+    pub group: Option<String>,
     pub allow_users: Vec<String>,
     pub allow_groups: Vec<String>,
+    /// How many files jobd takes in from `new/` at most (waiting, delayed, running or
+    /// retrying); more wait in `new/`, untouched.
+    pub max_queued: u32,
     /// How many finished files `done/` keeps, and for how long.
     pub keep_done: Retention,
-    /// The same for `failed/`: everything, unless the user asks.
+    /// The same for `failed/`.
     pub keep_failed: Retention,
 }
 
@@ -326,6 +335,9 @@ pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
 pub const DEFAULT_WORKERS: u32 = 2;
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(30);
 pub const DEFAULT_KEEP_DONE: u32 = 1000;
+pub const DEFAULT_KEEP_FAILED: u32 = 10_000;
+pub const DEFAULT_KEEP_FAILED_FOR: Duration = Duration::from_secs(30 * 86_400);
+pub const DEFAULT_MAX_QUEUED: u32 = 10_000;
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_HOOK_REPEAT_AFTER: Duration = Duration::from_secs(600);
 

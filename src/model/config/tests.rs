@@ -575,3 +575,94 @@ fn runtime_mistakes_are_named_where_they_are() {
         &["not a size"],
     );
 }
+
+#[test]
+fn a_task_accepts_what_it_declares_and_nothing_by_default() {
+    let config = ok(r#"
+defaults:
+  env: { DJANGO_SETTINGS_MODULE: app.settings }
+tasks:
+  plain:
+    command: [x]
+  long_report:
+    command: [x]
+    accept:
+      args: ["--month", '\d{4}-\d{2}']
+      max_args: 4
+      env: [REPORT_LANG]
+      data: true
+spool:
+  group: jobd-submit
+  max_queued: 50
+"#);
+    let plain = &config.task("plain").unwrap().accept;
+    assert!(plain.args.is_empty() && plain.env.is_empty() && !plain.data);
+    assert_eq!(plain.max_args, accept::DEFAULT_MAX_ARGS);
+    let report = &config.task("long_report").unwrap().accept;
+    let sources: Vec<&str> = report.args.iter().map(|p| p.source()).collect();
+    assert_eq!(sources, ["--month", r"\d{4}-\d{2}"]);
+    assert_eq!(report.max_args, 4);
+    assert_eq!(report.env, ["REPORT_LANG"]);
+    assert!(report.data);
+    assert_eq!(config.spool.group.as_deref(), Some("jobd-submit"));
+    assert_eq!(config.spool.max_queued, 50);
+    assert_eq!(config.spool.keep_failed.count, Some(DEFAULT_KEEP_FAILED));
+    assert_eq!(config.spool.keep_failed.age, Some(DEFAULT_KEEP_FAILED_FOR));
+}
+
+#[test]
+fn accept_refuses_what_no_spool_file_could_ever_set() {
+    let task = |accept: &str| {
+        format!(
+            "defaults:\n  env: {{ DJANGO_SETTINGS_MODULE: app.settings }}\ntasks:\n  t:\n    \
+             command: [x]\n    env: {{ MODE: fast }}\n    accept:\n{accept}"
+        )
+    };
+    fails_at(
+        &task("      env: [MODE]\n"),
+        8,
+        &["tasks.t.accept.env", "`MODE` is set by the jobfile"],
+    );
+    fails_at(
+        &task("      env: [DJANGO_SETTINGS_MODULE]\n"),
+        8,
+        &["`DJANGO_SETTINGS_MODULE` is set by the jobfile"],
+    );
+    fails_at(
+        &task("      env: [LANG, LD_PRELOAD]\n"),
+        8,
+        &["`LD_PRELOAD` is in the fence", "jobd(8)"],
+    );
+    fails_at(
+        &task("      env: [JOBD_ATTEMPT]\n"),
+        8,
+        &["`JOBD_ATTEMPT` is in the fence"],
+    );
+    fails_at(
+        &task("      env: [A=B]\n"),
+        8,
+        &["`A=B` is not a variable name"],
+    );
+    fails_at(
+        &task("      args: ['(unclosed']\n"),
+        8,
+        &["tasks.t.accept.args", "is not a regular expression"],
+    );
+    fails_at(
+        &task("      data: yes\n"),
+        8,
+        &["accept.data", "true or false"],
+    );
+    fails_at(&task("      arg: [x]\n"), 8, &["did you mean `args`?"]);
+    fails_at(&task("      max_args: -1\n"), 8, &["out of range"]);
+}
+
+#[test]
+fn spool_group_and_max_queued_are_checked() {
+    fails_at("spool:\n  group: ''\n", 2, &["spool.group", "is empty"]);
+    fails_at(
+        "spool:\n  max_queued: 0\n",
+        2,
+        &["spool.max_queued", "out of range"],
+    );
+}

@@ -16,6 +16,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "shop",
 ]
+# A heavier project for the benchmark (python/bench/warm_vs_cold --heavy): more apps,
+# and libraries imported at start-up, as a real shop's settings do.
+INSTALLED_APPS += [app for app in os.environ.get("PROJ_EXTRA_APPS", "").split(",") if app]
+for module in filter(None, os.environ.get("PROJ_IMPORTS", "").split(",")):
+    __import__(module)
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
