@@ -352,6 +352,8 @@ jobs:
 tasks:
   nap:
     command: [sh, -c, 'echo "$1 $JOBD_HOST_ID $JOBD_ATTEMPT" >> {shared}/naps; sleep 6', nap]
+    accept:
+      args: ['nap-\d+']
 "#;
     let mut hosts = Hosts::new(pg, 3, "6s", jobs);
     hosts.start_all();
@@ -446,6 +448,8 @@ fn oneoffs_from_every_hosts_spool_and_from_sql_run_once_each() {
 tasks:
   mark:
     command: [sh, -c, 'echo "$1 $JOBD_HOST_ID $JOBD_ATTEMPT" >> {shared}/marks', mark]
+    accept:
+      args: ['[a-z0-9-]+']
 "#;
     let mut hosts = Hosts::new(pg, 3, "10s", jobs);
     hosts.start_all();
@@ -491,7 +495,7 @@ tasks:
         let done = host.dir.spool_files("done");
         assert_eq!(done.len(), 10, "{}: {done:?}", host.id);
         let result = host.dir.result("done", &done[0]);
-        assert_eq!(result["status"], "forwarded", "{result}");
+        assert_eq!(result["state"], "forwarded", "{result}");
         assert!(
             result["reason"]
                 .as_str()
@@ -527,6 +531,8 @@ fn a_postgres_restart_runs_nothing_twice_and_the_listener_recovers() {
 tasks:
   mark:
     command: [sh, -c, 'echo "$1 $JOBD_HOST_ID $JOBD_ATTEMPT" >> {shared}/marks', mark]
+    accept:
+      args: ['[a-z0-9-]+']
 "#;
     let mut hosts = Hosts::new(pg, 3, "10s", jobs);
     hosts.start_all();

@@ -27,6 +27,8 @@ spool:
 tasks:
   square:
     command: [{python}, -c, "{program}"]
+    accept:
+      data: true
 """
 
 # Reads its request's data, writes the square of `n` as its value.
