@@ -515,6 +515,25 @@ tasks:
     println!("one-offs ran on {on:?}");
     let shown = hosts.hosts[0].dir.jobctl(&["history", "mark", "-n", "5"]);
     assert!(shown.stdout().contains("HOST"), "{}", shown.stdout());
+    // A new file named like one forwarded before would find the earlier row: it is
+    // refused with the reason, never silently taken for the earlier request.
+    let first = &hosts.hosts[0];
+    first
+        .dir
+        .drop_file("spool-0-0.json", br#"{"task": "mark", "args": ["again"]}"#);
+    let refused = eventually(T, || {
+        first
+            .dir
+            .spool_files("failed")
+            .contains(&"spool-0-0.json".to_string())
+    });
+    assert!(refused, "{}", hosts.logs());
+    let result = first.dir.result("failed", "spool-0-0.json");
+    assert!(
+        result["reason"].as_str().unwrap().contains("unique name"),
+        "{result}"
+    );
+    assert!(marks(&hosts, "marks").iter().all(|(m, _, _)| m != "again"));
     hosts.stop_all();
 }
 

@@ -1,7 +1,10 @@
 //! Spool files on a cluster host: what the spool claims goes on to the cluster's
 //! table (idempotent by origin `<host_id>/<file name>`, so a crash between the commit
 //! and the filing only submits it again, harmlessly), and the file is filed to done/
-//! with the state `forwarded`, or to failed/ when the table refused it.
+//! with the state `forwarded`, or to failed/ when the table refused it. The table
+//! keeps a finished row for 7 days: a fresh file named like one forwarded from this
+//! host within that time would find the earlier row and never run, so it goes to
+//! failed/ with the reason instead.
 
 use std::io::Read;
 
@@ -22,7 +25,12 @@ impl<S: Spawner> Daemon<S> {
             };
             let path = config.spool.dir.join("running").join(&start.file);
             match request_of(&path, &start, side.machine.host_id()) {
-                Ok(submit) => side.machine.forward(submit, start.file, now.mono),
+                Ok(submit) => {
+                    if !start.claimed_before {
+                        side.fresh.insert(start.file.clone());
+                    }
+                    side.machine.forward(submit, start.file, now.mono)
+                }
                 Err(why) => self.spool.forwarded(&start.file, Err(why)),
             }
         }
@@ -30,11 +38,23 @@ impl<S: Spawner> Daemon<S> {
 
     /// The table took the file's request (or already had it), or refused it.
     pub(super) fn forwarded(&mut self, file: &str, outcome: Result<Submitted, String>) {
-        let host = self
-            .cluster
-            .as_ref()
-            .map(|side| side.machine.host_id().to_string())
-            .unwrap_or_default();
+        let Some(side) = &mut self.cluster else {
+            return;
+        };
+        let host = side.machine.host_id().to_string();
+        let fresh = side.fresh.remove(file);
+        let outcome = outcome.and_then(|submitted| match submitted.id {
+            Some(id) if fresh && !submitted.created => Err(format!(
+                "a file named {file} was forwarded from host {host} within the last 7 days \
+                 (one-off {id} in jobd.oneoffs, origin {host}/{file}), and a name is the \
+                 request's identity in the cluster: give each file a unique name (jobctl \
+                 submit and the Python package do)"
+            )),
+            _ => Ok(submitted),
+        });
+        if let Err(why) = &outcome {
+            log::warn!("spool: {} not forwarded: {why}", file.escape_debug());
+        }
         let outcome = outcome.map(|submitted| {
             let id = submitted
                 .id

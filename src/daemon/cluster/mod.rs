@@ -9,7 +9,7 @@ mod ingest;
 mod oneoffs;
 mod scheduled;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -37,6 +37,10 @@ pub(super) struct Side {
     joined: bool,
     /// Where the children of one-offs find their request and write their value.
     files: PathBuf,
+    /// Spool files being forwarded that this jobd claimed itself (not taken up from an
+    /// earlier jobd's `running/`): for these, a row already holding their origin is an
+    /// earlier file of the same name, not their own.
+    fresh: HashSet<String>,
 }
 
 impl Side {
@@ -61,6 +65,7 @@ impl Side {
             missed: BTreeMap::new(),
             joined: false,
             files,
+            fresh: HashSet::new(),
         }))
     }
 

@@ -135,6 +135,9 @@ pub struct Start {
     pub env: BTreeMap<String, String>,
     pub scheduled_at: DateTime<Utc>,
     pub attempt: u32,
+    /// Claimed before this dispatch: by an earlier jobd (found in `running/` at start)
+    /// or by an earlier attempt.
+    pub claimed_before: bool,
 }
 
 /// The spool's files as the loop sees them.
