@@ -641,6 +641,9 @@ fn max_instances_and_on_overlap_hold_across_connections() {
     let mut late = claim("a", "s", at(t - 3600), 2, Overlap::Skip);
     late.window = Duration::from_secs(5);
     assert_eq!(run(&mut a, &late), Claim::TooLate);
+    // A host whose clock is ahead of the database's claims nothing early.
+    let early = claim("a", "s", at(t + 100 + 30), 2, Overlap::Skip);
+    assert_eq!(run(&mut a, &early), Claim::TooEarly);
 }
 
 fn heartbeat(host: &str, runs: Vec<i64>, oneoffs: Vec<i64>) -> Heartbeat {

@@ -110,7 +110,10 @@ ALTER TABLE jobd.runs SET (autovacuum_vacuum_scale_factor = 0.02,
 --              its holder (maybe the caller) stops it, and the queued run follows;
 --   skipped    on_overlap skip and no free slot (recorded, outcome 'overlap');
 --   taken      another host has claimed this instant;
---   too_late   the instant is older than now() - p_window: nobody claims it now.
+--   too_late   the instant is older than now() - p_window: nobody claims it now;
+--   too_early  the instant is more than a second ahead of now(): the caller's clock is
+--              ahead of the database's, and it must not run instants early (a host
+--              whose clock is right claims it when it comes).
 -- A newer queued instant supersedes an older queued one (as on one host).
 CREATE FUNCTION jobd.claim_instant(
     p_job text, p_at timestamptz, p_host text, p_lease interval,
@@ -130,6 +133,10 @@ BEGIN
     END IF;
     IF p_at < now() - p_window THEN
         RETURN QUERY SELECT 'too_late', NULL::bigint, NULL::int, NULL::bigint, NULL::text;
+        RETURN;
+    END IF;
+    IF p_at > clock_timestamp() + interval '1 second' THEN
+        RETURN QUERY SELECT 'too_early', NULL::bigint, NULL::int, NULL::bigint, NULL::text;
         RETURN;
     END IF;
     -- The loser of a race waits here for the winner's commit, then finds the row.

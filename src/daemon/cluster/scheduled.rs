@@ -217,6 +217,16 @@ impl<S: Spawner> Daemon<S> {
                 self.metrics.skipped(job, Skip::Missed, 1);
                 Err(format!("job `{job}`: too late to claim the instant"))
             }
+            Claim::TooEarly => {
+                warn!(
+                    "{job}: the instant at {} is more than 1s ahead of the database's clock: \
+                     not run here (this host's clock is ahead; a host whose clock is right \
+                     runs it)",
+                    timestamp::short(at)
+                );
+                self.metrics.skipped(job, Skip::Unclaimed, 1);
+                Err(format!("job `{job}`: {}", describe(claim)))
+            }
         };
         let answer = decision.map(|decision| RunAnswer {
             decision: decision.word().to_string(),

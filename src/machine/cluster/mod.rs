@@ -818,5 +818,6 @@ pub fn describe(claim: &Claim) -> &'static str {
         Claim::Skipped { .. } => "skipped: max_instances are running (on_overlap: skip)",
         Claim::Taken => "claimed by another host",
         Claim::TooLate => "too late to claim",
+        Claim::TooEarly => "too early to claim (this host's clock is ahead of the database's)",
     }
 }
