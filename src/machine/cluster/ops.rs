@@ -197,6 +197,15 @@ impl Cluster {
                             );
                             continue;
                         }
+                        Rescued::Abandoned => {
+                            warn!(
+                                "cluster: one-off {} ({}) of {from}, whose lease ran out at \
+                                 attempt {}, failed: a one-off whose host is lost runs again \
+                                 up to its third attempt (or its max_attempts)",
+                                item.id, item.name, item.attempt
+                            );
+                            continue;
+                        }
                         Rescued::Lost => {
                             warn!(
                                 "{}: the run at {} on {from} is lost: its host stopped \
