@@ -10,7 +10,7 @@ use crate::adapter::spawner::Spawner;
 use crate::leaf::now::Now;
 use crate::leaf::words::plural;
 use crate::leaf::{duration, timestamp};
-use crate::machine::supervisor::{Launch, Origin, Which};
+use crate::machine::supervisor::{Launch, Which};
 use crate::model::config::{CatchUp, Job};
 use crate::model::record::Stop;
 use crate::policy::hooks::Failure;
@@ -168,21 +168,7 @@ impl<S: Spawner> Daemon<S> {
         now: Now,
     ) -> Result<String, String> {
         let id = self.supervisor.next_id();
-        self.launch(
-            id,
-            Launch {
-                name: &job.name,
-                spec: &job.run,
-                args: &[],
-                env: None,
-                vars: Vec::new(),
-                stdin: None,
-                scheduled_at,
-                attempt: 1,
-                origin: Origin::Job,
-            },
-            now,
-        )
+        self.launch(id, Launch::of_job(job, scheduled_at, 1), now)
     }
 
     /// Start run `id`; a run that cannot start has ended, and is handled as any end.

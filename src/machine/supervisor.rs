@@ -16,7 +16,7 @@ use crate::adapter::spawner::Spawner;
 use crate::leaf::now::Now;
 use crate::leaf::output::{Lines, LogBudget, Tail};
 use crate::leaf::{duration, timestamp};
-use crate::model::config::RunSpec;
+use crate::model::config::{Job, RunSpec};
 pub use crate::model::record::Stream;
 use crate::model::record::{ExitStatus, LogLine, Outcome, RunRecord, Stop};
 
@@ -55,6 +55,23 @@ pub struct Launch<'a> {
     pub scheduled_at: DateTime<Utc>,
     pub attempt: u32,
     pub origin: Origin,
+}
+
+impl<'a> Launch<'a> {
+    /// An instant of a scheduled job: its own command and environment, nothing added.
+    pub fn of_job(job: &'a Job, scheduled_at: DateTime<Utc>, attempt: u32) -> Launch<'a> {
+        Launch {
+            name: &job.name,
+            spec: &job.run,
+            args: &[],
+            env: None,
+            vars: Vec::new(),
+            stdin: None,
+            scheduled_at,
+            attempt,
+            origin: Origin::Job,
+        }
+    }
 }
 
 /// A run that has ended (or never started), with where it came from.

@@ -17,7 +17,7 @@ use crate::leaf::now::Now;
 use crate::leaf::timestamp;
 use crate::leaf::words::plural;
 use crate::machine::cluster::{Asker, CLAIM_WINDOW, How, Ticket, describe};
-use crate::machine::supervisor::{Launch, Origin};
+use crate::machine::supervisor::Launch;
 use crate::model::config::{CatchUp, Job, Placement};
 use crate::model::record::{Outcome, RunRecord};
 use crate::policy::hooks::Failure;
@@ -107,21 +107,7 @@ impl<S: Spawner> Daemon<S> {
         if let Some(side) = &mut self.cluster {
             side.machine.started(ticket.run_id, &id);
         }
-        let started = self.launch(
-            id,
-            Launch {
-                name: &job.name,
-                spec: &job.run,
-                args: &[],
-                env: None,
-                vars: Vec::new(),
-                stdin: None,
-                scheduled_at: ticket.at,
-                attempt: ticket.attempt,
-                origin: Origin::Job,
-            },
-            now,
-        );
+        let started = self.launch(id, Launch::of_job(job, ticket.at, ticket.attempt), now);
         let answer = started
             .map(|run_id| RunAnswer {
                 decision: Decision::Start.word().to_string(),
