@@ -7,11 +7,23 @@
 //! - one-off throughput, 3 hosts × 2 workers, each worker on its own connection
 //!   claiming and finishing one job at a time (the database's part only: no process
 //!   is started);
-//! - a heartbeat listing 10 runs, and a rescue that finds nothing.
+//! - a heartbeat listing 10 runs, and a rescue that finds nothing;
+//! - then with real jobd processes (synchronous_commit on, as jobd runs): a one-off's
+//!   submit (a commit from this process, the application's stand-in) → its process
+//!   started by a jobd (its first instruction reads the clock), with one and with three
+//!   jobds listening; and one-off throughput of `/bin/true` jobs with 3 jobds × 2
+//!   workers, 1 jobd × 2 workers, and beside them one jobd without cluster mode
+//!   running the same jobs from its spool, in the same run.
 //!
 //! `cargo bench --bench cluster`. Settings, from the environment:
 //! `CLUSTER_BENCH_INSTANTS` (default 1000), `CLUSTER_BENCH_WAKES` (default 200),
-//! `CLUSTER_BENCH_ONEOFFS` (default 5000). Prints figures and asserts nothing.
+//! `CLUSTER_BENCH_ONEOFFS` (default 5000), `CLUSTER_BENCH_STARTS` (default 100, the
+//! submit → start samples), `CLUSTER_BENCH_JOBS` (default 2000, the jobs of each
+//! throughput run with jobd). Prints figures and asserts nothing.
+//!
+//! The latency's job process is this binary again: with `CLUSTER_BENCH_CHILD` set it
+//! reads CLOCK_REALTIME first thing, appends `<JOBD_SPOOL_NAME> <ns>` to the file that
+//! variable names, and exits.
 
 // The tests' throwaway server, shared rather than copied; the tests use the parts this
 // benchmark does not.
@@ -38,6 +50,11 @@ const T: Duration = Duration::from_secs(60);
 const LEASE: Duration = Duration::from_secs(30);
 
 fn main() {
+    // Before anything else: everything from the submit to this read is the latency.
+    let woke = realtime_ns();
+    if let Some(results) = std::env::var_os(CHILD_VAR) {
+        child(woke, &results);
+    }
     if !std::env::args().any(|arg| arg == "--bench") {
         println!("cluster: skipped; run it with `cargo bench --bench cluster`");
         return;
@@ -88,6 +105,18 @@ fn main() {
         leases(&uri);
         println!("load average after: {}", load_average());
     }
+    setup
+        .exec_blocking(&Query::new("ALTER SYSTEM RESET synchronous_commit"), T)
+        .expect("synchronous_commit is reset");
+    setup
+        .exec_blocking(&Query::new("SELECT pg_reload_conf()"), T)
+        .expect("the configuration reloads");
+    with_jobd(
+        &uri,
+        &mut setup,
+        setting("CLUSTER_BENCH_STARTS", 100),
+        setting("CLUSTER_BENCH_JOBS", 2000),
+    );
 }
 
 /// The cheapest durable thing: one single-row INSERT, committed. Every cluster
@@ -459,4 +488,241 @@ fn leases(uri: &str) {
         .collect();
     report("heartbeat listing 10 runs", &mut beats);
     report("rescue, nothing expired", &mut rescues);
+}
+
+// ---- With real jobd processes ----------------------------------------------------
+
+const JOBD: &str = env!("CARGO_BIN_EXE_jobd");
+/// Makes this binary the job's process; its value is the results file.
+const CHILD_VAR: &str = "CLUSTER_BENCH_CHILD";
+
+fn realtime_ns() -> i64 {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME)
+        .expect("CLOCK_REALTIME is always readable");
+    now.tv_sec() * 1_000_000_000 + now.tv_nsec()
+}
+
+fn child(woke: i64, results: &std::ffi::OsStr) -> ! {
+    use std::io::Write;
+    let name = std::env::var("JOBD_SPOOL_NAME").unwrap_or_else(|_| "?".to_string());
+    let line = format!("{name} {woke}\n");
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(results)
+        .and_then(|mut file| file.write(line.as_bytes()));
+    std::process::exit(if written.is_ok_and(|n| n == line.len()) {
+        0
+    } else {
+        1
+    })
+}
+
+/// A jobd in a folder of its own, stopped (SIGTERM, then waited for) when dropped.
+struct Jobd {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Jobd {
+    /// A jobd on `jobfile`, as host `host`, once it says it is ready (cluster mode:
+    /// once it claims).
+    fn start(jobfile: &str, host: &str, ready: &str) -> Jobd {
+        let dir = tempfile::Builder::new()
+            .prefix("jobd-bench-")
+            .tempdir()
+            .expect("a folder");
+        std::fs::write(dir.path().join("jobd.yaml"), jobfile).unwrap();
+        let log = std::fs::File::create(dir.path().join("jobd.log")).unwrap();
+        let child = std::process::Command::new(JOBD)
+            .arg("-c")
+            .arg(dir.path().join("jobd.yaml"))
+            .current_dir(dir.path())
+            .env("JOBD_HOST_ID", host)
+            .env("JOBD_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("jobd starts");
+        let jobd = Jobd { dir, child };
+        let until = Instant::now() + T;
+        while !jobd.log().contains(ready) {
+            assert!(Instant::now() < until, "jobd is not ready:\n{}", jobd.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        jobd
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("jobd.log")).unwrap_or_default()
+    }
+
+    fn spool(&self, sub: &str) -> std::path::PathBuf {
+        self.dir.path().join(".jobd/spool").join(sub)
+    }
+}
+
+impl Drop for Jobd {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+fn cluster_jobfile(uri: &str, tasks: &str) -> String {
+    format!(
+        "timezone: UTC\ncluster:\n  database_url: \"{uri}\"\n  lease: 30s\n\
+         spool:\n  workers: 2\ntasks:\n{tasks}"
+    )
+}
+
+fn with_jobd(uri: &str, setup: &mut Session, starts: usize, jobs: usize) {
+    println!(
+        "\nwith jobd processes (synchronous_commit on); load average before: {}",
+        load_average()
+    );
+    println!(
+        "{:<52} {:>6} {:>9} {:>9} {:>9}",
+        "", "n", "p50 ms", "p99 ms", "max ms"
+    );
+    let results = tempfile::NamedTempFile::new().expect("a results file");
+    let me = std::env::current_exe().expect("this binary");
+    let probe = format!(
+        "  probe:\n    command: [\"{}\"]\n    env: {{{CHILD_VAR}: \"{}\"}}\n",
+        me.display(),
+        results.path().display()
+    );
+    for hosts in [1, 3] {
+        let jobds: Vec<Jobd> = (0..hosts)
+            .map(|h| {
+                Jobd::start(
+                    &cluster_jobfile(uri, &probe),
+                    &format!("probe{h}"),
+                    "cluster: available",
+                )
+            })
+            .collect();
+        let mut submitter = connect(uri);
+        let mut samples = Vec::new();
+        for _ in 0..starts {
+            let sent = realtime_ns();
+            let id = run(&mut submitter, &Submit::task("probe"))
+                .id
+                .expect("an id");
+            let name = format!("oneoff-{id}.json ");
+            let until = Instant::now() + T;
+            let started = loop {
+                let text = std::fs::read_to_string(results.path()).unwrap_or_default();
+                if let Some(line) = text.lines().find(|l| l.starts_with(&name)) {
+                    break line[name.len()..].parse::<i64>().expect("a time");
+                }
+                assert!(Instant::now() < until, "one-off {id} did not start");
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            samples.push(Duration::from_nanos((started - sent).max(0) as u64));
+            // Let the run end and its end be recorded before the next.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        report(
+            &format!(
+                "submit -> process started, {hosts} jobd{} listening",
+                if hosts == 1 { "" } else { "s" }
+            ),
+            &mut samples,
+        );
+        drop(jobds);
+    }
+
+    let noop = "  noop:\n    command: [\"/bin/true\"]\n";
+    for hosts in [3, 1] {
+        // A task of its own per run, so that each run counts its own jobs.
+        let task = format!("noop{hosts}");
+        let jobfile = cluster_jobfile(uri, &noop.replace("noop", &task));
+        let jobds: Vec<Jobd> = (0..hosts)
+            .map(|h| Jobd::start(&jobfile, &format!("{task}-{h}"), "cluster: available"))
+            .collect();
+        let started = Instant::now();
+        setup
+            .exec_blocking(
+                // Each row its own origin: a call that does not depend on `n` would be
+                // made once.
+                &Query::new(
+                    "SELECT count(*) FROM generate_series(1, $1::int) AS n,
+                            LATERAL jobd.submit($2::text, p_origin => $2::text || '-' || n)",
+                )
+                .bind(jobs as i64)
+                .bind(task.as_str()),
+                T,
+            )
+            .expect("jobs are queued");
+        let count = Query::new(
+            "SELECT count(*) FILTER (WHERE state IN ('done', 'failed')) AS ended,
+                    count(*) FILTER (WHERE state = 'failed') AS failed,
+                    count(*) FILTER (WHERE attempt > 1) AS again
+               FROM jobd.oneoffs WHERE task = $1::text",
+        )
+        .bind(task.as_str());
+        let until = Instant::now() + Duration::from_secs(600);
+        let (failed, again) = loop {
+            let rows = setup.exec_blocking(&count, T).expect("counted");
+            let row = rows.first("the counts").unwrap();
+            if row.i64("ended").unwrap() as usize >= jobs {
+                break (row.i64("failed").unwrap(), row.i64("again").unwrap());
+            }
+            assert!(Instant::now() < until, "the jobs did not all end");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let elapsed = started.elapsed();
+        println!(
+            "  throughput, {hosts} jobd{} x 2 workers (cluster): {jobs} jobs in {:.2} s = {:.0} \
+             jobs/s ({failed} failed, {again} run more than once)",
+            if hosts == 1 { "" } else { "s" },
+            elapsed.as_secs_f64(),
+            jobs as f64 / elapsed.as_secs_f64()
+        );
+        drop(jobds);
+    }
+
+    // The same jobs from one jobd's spool, without cluster mode.
+    let spool = Jobd::start(
+        &format!("timezone: UTC\nspool:\n  workers: 2\ntasks:\n{noop}"),
+        "alone",
+        "jobd 0",
+    );
+    let tmp = spool.spool("tmp");
+    for n in 0..jobs {
+        std::fs::write(
+            tmp.join(format!("noop-{n}.json")),
+            b"{\"task\": \"noop\"}\n",
+        )
+        .unwrap();
+    }
+    let started = Instant::now();
+    for n in 0..jobs {
+        let name = format!("noop-{n}.json");
+        std::fs::rename(tmp.join(&name), spool.spool("new").join(&name)).unwrap();
+    }
+    let until = Instant::now() + Duration::from_secs(600);
+    let done = spool.spool("done");
+    let finished = || {
+        std::fs::read_dir(&done).map_or(0, |dir| {
+            dir.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().ends_with(".result.json"))
+                .count()
+        })
+    };
+    while finished() < jobs {
+        assert!(Instant::now() < until, "the spool did not run every file");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "  throughput, 1 jobd x 2 workers (spool, no cluster): {jobs} jobs in {:.2} s = {:.0} jobs/s",
+        elapsed.as_secs_f64(),
+        jobs as f64 / elapsed.as_secs_f64()
+    );
+    println!("load average after: {}", load_average());
 }

@@ -43,6 +43,8 @@ fn host() -> Host {
         state_directory: None,
         runtime_directory: None,
         local_zone: Some("Europe/Amsterdam".to_string()),
+        host_id_variable: None,
+        hostname: None,
     }
 }
 

@@ -455,6 +455,7 @@ mod tests {
             signal: None,
             message: String::new(),
             output: Vec::new(),
+            host: None,
         }
     }
 

@@ -63,7 +63,18 @@ impl<S: Spawner> Daemon<S> {
             // runs the file again): here it is only recorded.
             Origin::Spool(_) if verdict == Verdict::Interrupted => false,
             Origin::Spool(file) => self.spool.ended(file, &record, &self.config, now),
-            Origin::Job => verdict.is_failure(),
+            Origin::Oneoff(id) => self.oneoff_ended(*id, &record, now),
+            Origin::Job => {
+                if let Some(side) = &mut self.cluster {
+                    side.machine.run_ended(
+                        &record.run_id,
+                        verdict.word(),
+                        record.outcome.exit_code(),
+                        now.mono,
+                    );
+                }
+                verdict.is_failure()
+            }
             // A hook's failure is logged, and never runs another hook.
             Origin::Hook(_) => false,
         };

@@ -10,7 +10,7 @@ use crate::adapter::spawner::Spawner;
 use crate::leaf::now::Now;
 use crate::leaf::words::plural;
 use crate::leaf::{duration, timestamp};
-use crate::machine::supervisor::{Launch, Origin, Which};
+use crate::machine::supervisor::{Launch, Which};
 use crate::model::config::{CatchUp, Job};
 use crate::model::record::Stop;
 use crate::policy::hooks::Failure;
@@ -35,6 +35,10 @@ impl<S: Spawner> Daemon<S> {
             .iter()
             .filter(|j| j.enabled && j.catch_up == CatchUp::Once)
         {
+            if self.shared(job) {
+                // From the cluster's last run, once the cluster is available.
+                continue;
+            }
             let last = self.history.last_ran(&job.name, now.wall);
             if let Some(due) = scheduler::catch_up(job, last, now.wall) {
                 info!(
@@ -58,28 +62,42 @@ impl<S: Spawner> Daemon<S> {
         }
     }
 
-    /// Jobs that have gone `alert_after` without success run their `on_failure`.
+    /// Jobs that have gone `alert_after` without success run their `on_failure`. A
+    /// shared job may have succeeded on another host: the cluster is asked first.
     pub(super) fn alert_overdue(&mut self, now: Now) {
         for alert in self.watch.due(now.wall) {
-            warn!(
-                "{}: overdue: no success for {} (alert_after)",
-                alert.job,
-                duration::format(std::time::Duration::from_secs(
-                    (now.wall - alert.since).num_seconds().max(0) as u64
-                ))
-            );
-            self.metrics.became_overdue();
-            self.failed(
-                Failure::overdue(&alert.job, alert.since, now.wall),
-                false,
-                now,
-            );
+            let shared = self
+                .config
+                .job(&alert.job)
+                .is_some_and(|job| self.shared(job));
+            if let Some(side) = &mut self.cluster
+                && shared
+                && side.machine.claiming()
+            {
+                side.machine.last_success(&alert.job, alert.since, now.mono);
+                continue;
+            }
+            self.overdue(&alert.job, alert.since, now);
         }
+    }
+
+    /// `job` has not succeeded since `since`: say so, and run its `on_failure`.
+    pub(super) fn overdue(&mut self, job: &str, since: DateTime<Utc>, now: Now) {
+        warn!(
+            "{job}: overdue: no success for {} (alert_after)",
+            duration::format(std::time::Duration::from_secs(
+                (now.wall - since).num_seconds().max(0) as u64
+            ))
+        );
+        self.metrics.became_overdue();
+        self.failed(Failure::overdue(job, since, now.wall), false, now);
     }
 
     /// An instant of `job` has come (`missed` earlier ones collapsed into it): the one
     /// place that decides whether it runs now, under `max_instances` and `on_overlap`,
-    /// and counts what does not run.
+    /// and counts what does not run. In cluster mode a shared job's instant is claimed
+    /// instead, and the database decides (the answer comes back to `cluster`): the
+    /// fate is then to start, with nothing started yet.
     pub(super) fn fire(
         &mut self,
         job: &Job,
@@ -95,6 +113,13 @@ impl<S: Spawner> Daemon<S> {
                 timestamp::short(instant)
             );
             self.metrics.skipped(&job.name, Skip::Missed, missed);
+        }
+        if self.shared(job) {
+            self.fire_shared(job, instant, None, now);
+            return Fate {
+                decision: Decision::Start,
+                started: None,
+            };
         }
         let running = self.supervisor.running_of(&job.name);
         let decision = overlap::decide(job, running);
@@ -143,21 +168,7 @@ impl<S: Spawner> Daemon<S> {
         now: Now,
     ) -> Result<String, String> {
         let id = self.supervisor.next_id();
-        self.launch(
-            id,
-            Launch {
-                name: &job.name,
-                spec: &job.run,
-                args: &[],
-                env: None,
-                vars: Vec::new(),
-                stdin: None,
-                scheduled_at,
-                attempt: 1,
-                origin: Origin::Job,
-            },
-            now,
-        )
+        self.launch(id, Launch::of_job(job, scheduled_at, 1), now)
     }
 
     /// Start run `id`; a run that cannot start has ended, and is handled as any end.

@@ -63,6 +63,7 @@ impl<S: Spawner> Daemon<S> {
             );
             let origin = match entry.origin.split_once(':') {
                 Some(("spool", file)) => Origin::Spool(file.to_string()),
+                Some(("oneoff", id)) => id.parse().map_or(Origin::Job, Origin::Oneoff),
                 _ if entry.origin == "hook" => Origin::Hook(
                     entry
                         .name
@@ -98,5 +99,6 @@ pub(super) fn origin_word(origin: &Origin) -> String {
         Origin::Job => "job".to_string(),
         Origin::Hook(_) => "hook".to_string(),
         Origin::Spool(file) => format!("spool:{file}"),
+        Origin::Oneoff(id) => format!("oneoff:{id}"),
     }
 }

@@ -5,8 +5,9 @@
 //!
 //! Each concern has its file: `fire` (whether an instant runs now, and starting runs),
 //! `oneoff` (spool files to runs), `ended` (the one place a run ends), `requests`
-//! (jobctl), `reload`, `shutdown`.
+//! (jobctl), `reload`, `shutdown`, and `cluster` (what cluster mode adds to each).
 
+mod cluster;
 mod ended;
 mod fire;
 mod interrupted;
@@ -42,6 +43,7 @@ use crate::leaf::now::Now;
 use crate::leaf::signals::Signals;
 use crate::leaf::timer::{Fired, Timer};
 use crate::leaf::words::count;
+use crate::machine::cluster::Readiness;
 use crate::machine::spool::{Spool, SpoolError};
 use crate::machine::supervisor::{Stream, Supervisor};
 use crate::model::config::{self, Config, Host};
@@ -60,6 +62,8 @@ pub enum DaemonError {
     Control(ControlError),
     Journal(crate::adapter::journal::InUse),
     State(StateDirError),
+    /// Cluster mode could not start (libpq is missing, …).
+    Cluster(crate::machine::cluster::StartError),
     /// A system call the loop cannot do without failed.
     System {
         what: &'static str,
@@ -75,6 +79,7 @@ impl fmt::Display for DaemonError {
             DaemonError::Control(err) => write!(f, "{err}"),
             DaemonError::Journal(err) => write!(f, "{err}"),
             DaemonError::State(err) => write!(f, "{err}"),
+            DaemonError::Cluster(err) => write!(f, "{err}"),
             DaemonError::System { what, error } => write!(f, "cannot {what}: {error}"),
         }
     }
@@ -131,6 +136,8 @@ pub struct Daemon<S: Spawner = System> {
     limiter: Limiter,
     metrics: Metrics,
     metrics_file: Option<MetricsFile>,
+    /// Cluster mode, when the jobfile has `cluster:`.
+    cluster: Option<cluster::Side>,
 }
 
 /// What one `poll` found ready, by slot.
@@ -143,6 +150,7 @@ struct Ready {
     clients: Vec<u64>,
     pipes: Vec<(u64, Stream)>,
     runtimes: Vec<(u64, Part)>,
+    cluster: Readiness,
 }
 
 /// What each descriptor handed to `poll` stands for.
@@ -156,6 +164,8 @@ enum Slot {
     Pipe(u64, Stream),
     /// A warm runtime server's socket or output.
     Runtime(u64, Part),
+    /// A cluster session's socket, or the migration's pipe.
+    Cluster(cluster::Part),
 }
 
 impl Daemon<System> {
@@ -237,6 +247,7 @@ impl<S: Spawner> Daemon<S> {
             runtimes.configure(&config.runtimes, now);
         }
         let watch = Watch::new(&config, |job| history.last_success(job, now.wall), now.wall);
+        let cluster = cluster::Side::start(&config, now).map_err(DaemonError::Cluster)?;
         let enabled = config.jobs.iter().filter(|j| j.enabled).count();
         info!(
             "jobd {} started: {} ({} enabled, {}, environment {}, time zone {})",
@@ -276,6 +287,7 @@ impl<S: Spawner> Daemon<S> {
             limiter: Limiter::default(),
             metrics: Metrics::new(now.wall),
             metrics_file: config.metrics_file.clone().map(MetricsFile::new),
+            cluster,
             config: Rc::new(config),
         })
     }
@@ -349,6 +361,7 @@ impl<S: Spawner> Daemon<S> {
                 runtimes.readable(key, part, now);
             }
         }
+        self.cluster_turn(ready.cluster, now);
         Ok(())
     }
 
@@ -384,6 +397,7 @@ impl<S: Spawner> Daemon<S> {
                 .spawner_ref()
                 .runtimes_ref()
                 .and_then(|r| r.next_deadline()),
+            self.cluster.as_ref().and_then(cluster::Side::next_deadline),
         ]
         .into_iter()
         .flatten()
@@ -418,6 +432,11 @@ impl<S: Spawner> Daemon<S> {
                 add(Slot::Runtime(key, part), fd, PollFlags::POLLIN);
             }
         }
+        if let Some(cluster) = &self.cluster {
+            for (part, fd, flags) in cluster.machine.fds() {
+                add(Slot::Cluster(part), fd, flags);
+            }
+        }
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => {
@@ -429,7 +448,8 @@ impl<S: Spawner> Daemon<S> {
         }
         let mut ready = Ready::default();
         for (slot, fd) in slots.into_iter().zip(&fds) {
-            if fd.revents().is_none_or(|r| r.is_empty()) {
+            let revents = fd.revents().unwrap_or(PollFlags::empty());
+            if revents.is_empty() {
                 continue;
             }
             match slot {
@@ -440,6 +460,7 @@ impl<S: Spawner> Daemon<S> {
                 Slot::Client(id) => ready.clients.push(id),
                 Slot::Pipe(key, stream) => ready.pipes.push((key, stream)),
                 Slot::Runtime(key, part) => ready.runtimes.push((key, part)),
+                Slot::Cluster(part) => ready.cluster.set(part, revents),
             }
         }
         Ok(ready)

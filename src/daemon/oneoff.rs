@@ -17,6 +17,9 @@ impl<S: Spawner> Daemon<S> {
     /// Start every file the spool hands out. A file that could not start frees its
     /// worker at once: dispatch again until every start has been tried.
     pub(super) fn start_files(&mut self, now: Now) {
+        if self.cluster.is_some() {
+            return self.forward_files(now);
+        }
         loop {
             let config = self.config.clone();
             let starts = self.spool.dispatch(&config, now);

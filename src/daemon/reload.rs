@@ -125,6 +125,9 @@ impl<S: Spawner> Daemon<S> {
         if let Some(runtimes) = self.supervisor.spawner().runtimes() {
             runtimes.configure(&config.runtimes, now);
         }
+        if let Some(side) = &mut self.cluster {
+            side.machine.configure(&config);
+        }
         self.config = Rc::new(config);
         self.reload_error = None;
         self.metrics.reloaded(true);

@@ -24,6 +24,10 @@ impl<S: Spawner> Daemon<S> {
                 (Some(name), _) if !self.knows(&name) => {
                     error_body(answer::unknown_job(&self.config, &name))
                 }
+                (job, Ok(limit)) if self.cluster.is_some() => {
+                    self.cluster_history(incoming.client, job, limit, now);
+                    return Ok(());
+                }
                 (job, Ok(limit)) => Body::History {
                     runs: self.history.recent(job.as_deref(), limit),
                 },
@@ -35,6 +39,15 @@ impl<S: Spawner> Daemon<S> {
                 }
             }
             Command::Reload { dry_run } => Body::Reload(self.reload_with(dry_run, now)?),
+            Command::Run { job, wait }
+                if self.phase == Phase::Running && self.runs_shared(&job) =>
+            {
+                let config = self.config.clone();
+                if let Some(job) = config.job(&job) {
+                    self.run_shared(incoming.client, job, wait, now);
+                }
+                return Ok(());
+            }
             Command::Logs {
                 target,
                 lines,
@@ -64,6 +77,13 @@ impl<S: Spawner> Daemon<S> {
         };
         self.server.respond(incoming.client, body, now.mono);
         Ok(())
+    }
+
+    /// Whether `name` is an enabled job whose instants the cluster decides.
+    fn runs_shared(&self, name: &str) -> bool {
+        self.config
+            .job(name)
+            .is_some_and(|job| job.enabled && self.shared(job))
     }
 
     /// Whether `name` is a job's or task's, or their hook's, for `jobctl history`.
@@ -117,7 +137,9 @@ impl<S: Spawner> Daemon<S> {
                         .and_then(MetricsFile::problem)
                         .map(str::to_string),
                 )
+                .chain(self.cluster_problems())
                 .collect(),
+            cluster: self.cluster_status(),
             jobs: answer::jobs(
                 &self.config,
                 Some(&self.plan),

@@ -61,6 +61,9 @@ impl<S: Spawner> Daemon<S> {
                     );
                 }
                 self.spool.stop();
+                if let Some(side) = &mut self.cluster {
+                    side.machine.close();
+                }
                 if let Some(runtimes) = self.supervisor.spawner().runtimes() {
                     runtimes.retire_all();
                 }
@@ -124,7 +127,17 @@ impl<S: Spawner> Daemon<S> {
                 } else {
                     Signal::SIGTERM
                 };
-                self.kill_orphans(signal) == 0 && !self.supervisor.has_lingering()
+                let orphans_gone =
+                    self.kill_orphans(signal) == 0 && !self.supervisor.has_lingering();
+                // The ends of the last runs go to the cluster before jobd leaves it.
+                let left = match &mut self.cluster {
+                    Some(side) => {
+                        side.machine.leave(now.mono);
+                        side.machine.left(now.mono)
+                    }
+                    None => true,
+                };
+                orphans_gone && left
             }
         }
     }

@@ -64,6 +64,12 @@ pub enum JobdCommand {
     /// group, a socket_group or read_group whose members cannot reach the socket):
     /// warnings leave the exit code 0 unless --strict.
     Check(CheckArgs),
+    /// Create or upgrade cluster mode's schema in the jobfile's `cluster.database_url`
+    ///
+    /// Safe to run on any host at any time, beside running jobds: each step is applied
+    /// once, under a lock. jobd does the same when it starts. Exits 0 when the schema
+    /// is up to date, 1 if not.
+    Migrate,
     /// Print a shell completion script for jobd on stdout
     Completions(CompletionsArgs),
 }
@@ -178,7 +184,8 @@ pub enum JobctlCommand {
     /// Queue a one-off run of a task: write a spool file (through tmp/ into new/) and print its name
     ///
     /// Works whether or not jobd is running: a running jobd starts it at once (or at its
-    /// time), a stopped one when it starts.
+    /// time), a stopped one when it starts. In cluster mode the request goes into the
+    /// cluster's table instead (any live host runs it), unless --spool.
     Submit(SubmitArgs),
     /// List the spool's files by state (queued, delayed, running, retrying, done, failed) with their reasons
     ///
@@ -211,6 +218,10 @@ pub struct SubmitArgs {
     /// A JSON value for the run to read from its spool file (the task must set accept.data: true)
     #[arg(long = "data", value_name = "JSON", value_parser = parse_json)]
     pub data: Option<serde_json::Value>,
+
+    /// In cluster mode, write the spool file anyway (this host's jobd forwards it to the cluster)
+    #[arg(long = "spool")]
+    pub spool: bool,
 
     /// Arguments appended to the task's command, passed literally (never to a shell); each must match the task's accept.args
     #[arg(last = true, value_name = "ARG")]

@@ -47,11 +47,16 @@ pub fn check(jobfile: &JobfileArgs, args: &CheckArgs) -> ExitCode {
     for warning in &reach {
         eprintln!("{}: warning: {warning}", config.file.display());
     }
+    let cluster = crate::front::cluster::warnings(&config);
+    for warning in &cluster {
+        eprintln!("{}: warning: {warning}", config.file.display());
+    }
     let warnings = findings
         .iter()
         .filter(|f| f.level == preflight::Level::Warning)
         .count()
-        + reach.len();
+        + reach.len()
+        + cluster.len();
     if args.strict && warnings > 0 {
         eprintln!(
             "{}: {} (--strict makes warnings errors)",
@@ -64,6 +69,28 @@ pub fn check(jobfile: &JobfileArgs, args: &CheckArgs) -> ExitCode {
     print!("{}", check::fire_times(&config, from, args.next));
     eprintln!("{}", check::summary(&config, warnings));
     ExitCode::SUCCESS
+}
+
+/// `jobd migrate`: bring the cluster's schema up to date, and say what was done.
+pub fn migrate(jobfile: &JobfileArgs) -> ExitCode {
+    let host = Host::from_env();
+    let config = match config::load(&jobfile.file.config, jobfile.environment.as_deref(), &host) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match crate::front::cluster::migrate(&config) {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("jobd migrate: {message}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `jobd`: run the daemon in the foreground until SIGTERM or SIGINT.
@@ -451,6 +478,19 @@ pub fn jobctl(args: &JobctlArgs) -> ExitCode {
                 args: submit.args.clone(),
                 data: submit.data.clone(),
             };
+            if config.cluster.is_some() && !submit.spool {
+                return match crate::front::cluster::submit(config, &submit.task, start, &asks) {
+                    Ok((id, row)) => {
+                        println!("{id}");
+                        eprintln!("submitted to the cluster as one-off {row}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(err) => {
+                        eprintln!("jobctl: {err}");
+                        ExitCode::from(FAILED)
+                    }
+                };
+            }
             match crate::front::submit::submit(config, &submit.task, start, &asks) {
                 Ok(name) => {
                     println!("{name}");

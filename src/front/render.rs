@@ -7,7 +7,7 @@ use std::fmt::Write;
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 
-use crate::adapter::control::protocol::{NextInstant, SpoolStatus, Status};
+use crate::adapter::control::protocol::{ClusterStatus, NextInstant, SpoolStatus, Status};
 use crate::adapter::runtime::RuntimeStatus;
 use crate::leaf::visible;
 use crate::machine::spool::listing::{Entry, Listed};
@@ -238,6 +238,9 @@ pub fn status(status: &Status, style: &Style) -> String {
     if !status.runtimes.is_empty() {
         out.push_str(&runtimes(&status.runtimes, style));
     }
+    if let Some(cluster) = &status.cluster {
+        out.push_str(&cluster_hosts(cluster, style));
+    }
     if let Some(spool) = &status.spool {
         let failed = format!("{} failed in the last 24h", spool.failed_recently);
         let _ = writeln!(
@@ -258,6 +261,50 @@ pub fn status(status: &Status, style: &Style) -> String {
             let _ = writeln!(out, "  {}", task_limits(spool));
         }
     }
+    out
+}
+
+/// Cluster mode: this host, and every host with its jobfile and lease.
+fn cluster_hosts(cluster: &ClusterStatus, style: &Style) -> String {
+    let mut out = format!(
+        "\ncluster: this host is {}, lease {}, jobfile {}, {}\n",
+        cluster.host_id,
+        short(cluster.lease_seconds as i64),
+        cluster.jobfile_hash,
+        if cluster.available {
+            "claiming".to_string()
+        } else {
+            style.red("NOT claiming (see PROBLEM)")
+        }
+    );
+    let mut rows = vec![
+        ["  HOST", "JOBFILE", "LEASE", "STARTED", "SEEN", ""]
+            .map(|h| style.bold(h))
+            .to_vec(),
+    ];
+    for host in &cluster.hosts {
+        let started =
+            parse(&host.started_at).map_or_else(|| "-".to_string(), |at| clock(at, style));
+        let mut notes = Vec::new();
+        if host.host_id == cluster.host_id {
+            notes.push("this host".to_string());
+        }
+        if !host.alive {
+            notes.push(style.dim("gone (its lease ran out)"));
+        }
+        if host.other_jobfile && host.alive {
+            notes.push(style.red("OTHER JOBFILE"));
+        }
+        rows.push(vec![
+            format!("  {}", host.host_id),
+            host.jobfile_hash.clone(),
+            short(host.lease_seconds as i64),
+            started,
+            format!("{} ago", short((host.seen_ago_ms / 1000) as i64)),
+            notes.join(", "),
+        ]);
+    }
+    out.push_str(&table(&rows));
     out
 }
 
@@ -365,6 +412,11 @@ pub fn history(runs: &[RunInfo], style: &Style) -> String {
         .map(|h| style.bold(h))
         .to_vec(),
     ];
+    // Cluster mode says where each run ran.
+    let hosts = runs.iter().any(|run| run.host.is_some());
+    if hosts {
+        rows[0].push(style.bold("HOST"));
+    }
     let mut outputs = Vec::new();
     for run in runs {
         let scheduled = parse(&run.scheduled_at).map_or_else(
@@ -396,6 +448,9 @@ pub fn history(runs: &[RunInfo], style: &Style) -> String {
             },
             run.attempt.to_string(),
         ]);
+        if hosts && let Some(row) = rows.last_mut() {
+            row.push(shown(run.host.as_deref().unwrap_or_default()));
+        }
         if run.outcome.is_failure() {
             outputs.push(run);
         }
@@ -528,6 +583,7 @@ mod tests {
             signal: Some("SIG\x1b[2J".into()),
             message: "killed\x1b[2J".into(),
             output: vec!["\x1b[31mred\rover\u{9b}1m".into()],
+            host: None,
         };
         let style = Style {
             zone: chrono_tz::UTC,

@@ -44,6 +44,8 @@ pub enum SubmitError {
         what: String,
         error: std::io::Error,
     },
+    /// Cluster mode: the cluster's table could not take it.
+    Cluster(String),
 }
 
 impl fmt::Display for SubmitError {
@@ -61,6 +63,11 @@ impl fmt::Display for SubmitError {
             }
             SubmitError::Invalid(reason) => write!(f, "jobd would refuse this request: {reason}"),
             SubmitError::Io { what, error } => write!(f, "cannot {what}: {error}"),
+            SubmitError::Cluster(reason) => write!(
+                f,
+                "cannot submit to the cluster: {reason}; `jobctl submit --spool` leaves it \
+                 in this host's spool instead, for jobd to forward"
+            ),
         }
     }
 }
@@ -76,6 +83,49 @@ pub fn submit(
     start: Start,
     asks: &Asks,
 ) -> Result<String, SubmitError> {
+    let Request { id, text } = request(config, task, start, asks)?;
+    let io = |what: String| move |error| SubmitError::Io { what, error };
+    let layout = spool::make_layout(config).map_err(io(format!(
+        "create the spool directory {}",
+        config.spool.dir.display()
+    )))?;
+    let name = format!("{id}.json");
+    let staged = layout.tmp.join(&name);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(&staged)
+        .map_err(io(format!("create {}", staged.display())))?;
+    // Whatever the umask; and the group of new/, so that jobd (a member) reads it even
+    // where the folder's setgid bit could not be set.
+    let _ = file.set_permissions(fs::Permissions::from_mode(0o640));
+    if let Ok(folder) = fs::metadata(&layout.new) {
+        let _ = nix::unistd::fchown(&file, None, Some(nix::unistd::Gid::from_raw(folder.gid())));
+    }
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io(format!("write {}", staged.display())))?;
+    fs::rename(&staged, layout.new.join(&name))
+        .and_then(|()| sync_dir(&layout.new))
+        .map_err(io(format!("move {} into {}", name, layout.new.display())))?;
+    Ok(name)
+}
+
+/// A spool request: its id, and its JSON text.
+pub struct Request {
+    pub id: String,
+    pub text: String,
+}
+
+/// The spool request for `task`, refused here with jobd's reason when jobd would
+/// refuse it.
+pub fn request(
+    config: &Config,
+    task: &str,
+    start: Start,
+    asks: &Asks,
+) -> Result<Request, SubmitError> {
     let Some(found) = config.task(task) else {
         return Err(SubmitError::UnknownTask {
             task: task.to_string(),
@@ -140,33 +190,7 @@ pub fn submit(
     request
         .check(found)
         .map_err(|refusal| SubmitError::Invalid(refusal.to_string()))?;
-
-    let io = |what: String| move |error| SubmitError::Io { what, error };
-    let layout = spool::make_layout(config).map_err(io(format!(
-        "create the spool directory {}",
-        config.spool.dir.display()
-    )))?;
-    let name = format!("{id}.json");
-    let staged = layout.tmp.join(&name);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o640)
-        .open(&staged)
-        .map_err(io(format!("create {}", staged.display())))?;
-    // Whatever the umask; and the group of new/, so that jobd (a member) reads it even
-    // where the folder's setgid bit could not be set.
-    let _ = file.set_permissions(fs::Permissions::from_mode(0o640));
-    if let Ok(folder) = fs::metadata(&layout.new) {
-        let _ = nix::unistd::fchown(&file, None, Some(nix::unistd::Gid::from_raw(folder.gid())));
-    }
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(io(format!("write {}", staged.display())))?;
-    fs::rename(&staged, layout.new.join(&name))
-        .and_then(|()| sync_dir(&layout.new))
-        .map_err(io(format!("move {} into {}", name, layout.new.display())))?;
-    Ok(name)
+    Ok(Request { id, text })
 }
 
 /// A spool file's refusal without its `line L, column C: env:` prefix.

@@ -205,6 +205,35 @@ fn describe(err: &serde_saphyr::Error, max_nodes: usize) -> String {
     }
 }
 
+/// A tree as JSON: keys that are not strings are written as text, and a number JSON
+/// cannot hold goes as its digits.
+pub fn to_json(node: &Node) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &node.value {
+        Value::Null => J::Null,
+        Value::Bool(b) => J::Bool(*b),
+        Value::Int(n) => i64::try_from(*n)
+            .map(J::from)
+            .or_else(|_| u64::try_from(*n).map(J::from))
+            .unwrap_or_else(|_| J::String(n.to_string())),
+        Value::Float(x) => serde_json::Number::from_f64(*x).map_or(J::Null, J::Number),
+        Value::Str(s) => J::String(s.clone()),
+        Value::Seq(items) => J::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|(key, value)| {
+                    let key = match &key.value {
+                        Value::Str(s) => s.clone(),
+                        _ => to_json(key).to_string(),
+                    };
+                    (key, to_json(value))
+                })
+                .collect(),
+        ),
+    }
+}
+
 /// serde-saphyr appends "at line L, column C" to its messages; the caller prints the
 /// position itself, in the file:line:column form editors understand.
 fn plain_message(message: &str) -> String {
@@ -320,6 +349,15 @@ mod tests {
         assert_eq!(items[1].value, Value::Bool(true));
         assert_eq!(entries[2].1.value, Value::Float(2.5));
         assert_eq!(entries[3].1.value, Value::Null);
+    }
+
+    #[test]
+    fn a_tree_becomes_json() {
+        let doc = parse("{a: [1, 2.5, x, null, true], 3: {b: 18446744073709551615}}").unwrap();
+        assert_eq!(
+            to_json(&doc),
+            serde_json::json!({"a": [1, 2.5, "x", null, true], "3": {"b": 18446744073709551615u64}})
+        );
     }
 
     #[test]

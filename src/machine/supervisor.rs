@@ -16,7 +16,7 @@ use crate::adapter::spawner::Spawner;
 use crate::leaf::now::Now;
 use crate::leaf::output::{Lines, LogBudget, Tail};
 use crate::leaf::{duration, timestamp};
-use crate::model::config::RunSpec;
+use crate::model::config::{Job, RunSpec};
 pub use crate::model::record::Stream;
 use crate::model::record::{ExitStatus, LogLine, Outcome, RunRecord, Stop};
 
@@ -35,6 +35,8 @@ pub enum Origin {
     Spool(String),
     /// The `on_failure` hook of this job or task.
     Hook(String),
+    /// A one-off job of the cluster's table (cluster mode), by its id.
+    Oneoff(i64),
 }
 
 /// What to start.
@@ -53,6 +55,23 @@ pub struct Launch<'a> {
     pub scheduled_at: DateTime<Utc>,
     pub attempt: u32,
     pub origin: Origin,
+}
+
+impl<'a> Launch<'a> {
+    /// An instant of a scheduled job: its own command and environment, nothing added.
+    pub fn of_job(job: &'a Job, scheduled_at: DateTime<Utc>, attempt: u32) -> Launch<'a> {
+        Launch {
+            name: &job.name,
+            spec: &job.run,
+            args: &[],
+            env: None,
+            vars: Vec::new(),
+            stdin: None,
+            scheduled_at,
+            attempt,
+            origin: Origin::Job,
+        }
+    }
 }
 
 /// A run that has ended (or never started), with where it came from.
@@ -129,6 +148,8 @@ pub enum Which<'a> {
     Job(&'a str),
     /// The oldest run of this scheduled job that is not being stopped already.
     OldestOf(&'a str),
+    /// The run of this id.
+    Run(&'a str),
     All,
 }
 
@@ -227,6 +248,8 @@ impl<S: Spawner> Supervisor<S> {
                     timestamp::short(launch.scheduled_at),
                     match &launch.origin {
                         Origin::Job | Origin::Hook(_) => String::new(),
+                        Origin::Oneoff(id) =>
+                            format!(" (cluster one-off {id}, attempt {})", launch.attempt),
                         Origin::Spool(file) => format!(
                             " (spool file {}, attempt {})",
                             file.escape_debug(),
@@ -418,6 +441,7 @@ impl<S: Spawner> Supervisor<S> {
                 Which::Job(job) | Which::OldestOf(job) => {
                     run.job == job && run.origin == Origin::Job
                 }
+                Which::Run(id) => run.id == id,
                 Which::All => true,
             })
             .map(|(index, _)| index)
@@ -430,7 +454,7 @@ impl<S: Spawner> Supervisor<S> {
                 .min_by_key(|&i| (self.runs[i].started_at, self.runs[i].key))
                 .into_iter()
                 .collect(),
-            Which::Job(_) | Which::All => chosen,
+            Which::Job(_) | Which::Run(_) | Which::All => chosen,
         };
         for &index in &chosen {
             let run = &self.runs[index];

@@ -21,6 +21,8 @@ pub enum Stop {
     Removed,
     /// jobd is shutting down.
     Shutdown,
+    /// Cluster mode: this host's lease on the run ran out, so another host may run it.
+    Fenced,
 }
 
 impl fmt::Display for Stop {
@@ -30,6 +32,9 @@ impl fmt::Display for Stop {
             Stop::Replaced => "a newer instant replaced it (on_overlap: replace)",
             Stop::Removed => "its job was removed from the jobfile (removed_jobs: stop)",
             Stop::Shutdown => "jobd was shutting down",
+            Stop::Fenced => {
+                "this host's lease on it ran out (cluster mode): another host may run it"
+            }
         })
     }
 }
@@ -277,6 +282,7 @@ impl RunRecord {
             signal: self.outcome.signal().map(signal_name),
             message: self.outcome.to_string(),
             output: self.output.clone(),
+            host: None,
         }
     }
 }
@@ -300,6 +306,9 @@ pub struct RunInfo {
     /// The last lines of output of a run that did not succeed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output: Vec<String>,
+    /// In cluster mode, the host it ran on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 impl RunInfo {

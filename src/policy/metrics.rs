@@ -23,16 +23,20 @@ pub enum Skip {
     Missed,
     /// The job is not enabled in jobd's environment.
     Disabled,
+    /// Cluster mode: the instant could not be claimed (the database was unreachable,
+    /// or this host's lease had run out).
+    Unclaimed,
 }
 
 impl Skip {
-    const ALL: [Skip; 3] = [Skip::Overlap, Skip::Missed, Skip::Disabled];
+    const ALL: [Skip; 4] = [Skip::Overlap, Skip::Missed, Skip::Disabled, Skip::Unclaimed];
 
     fn label(self) -> &'static str {
         match self {
             Skip::Overlap => "overlap",
             Skip::Missed => "missed",
             Skip::Disabled => "disabled",
+            Skip::Unclaimed => "unclaimed",
         }
     }
 }

@@ -99,18 +99,18 @@ fn logs_follow_prints_new_lines_as_they_are_written() {
             }
         }
     });
-    // The follower may connect after this first run: run until it hears one.
-    let mut heard = Vec::new();
-    assert!(eventually(Duration::from_secs(30), || {
+    // The follower may connect after a run's first line, or after the run: run until
+    // it hears one whole, first line to last.
+    let mut heard: Vec<String> = Vec::new();
+    let whole = eventually(Duration::from_secs(30), || {
         dir.jobctl(&["run", "talk", "--wait"]);
         heard.extend(received.try_iter());
-        heard.iter().any(|l| l.ends_with("three"))
-    }));
-    assert!(
         heard
             .iter()
-            .any(|l| l.contains("talk[") && l.contains("one "))
-    );
+            .position(|l| l.contains("talk[") && l.contains("one "))
+            .is_some_and(|first| heard[first..].iter().any(|l| l.ends_with("three")))
+    });
+    assert!(whole, "{heard:?}");
     follower.kill().unwrap();
     follower.wait().unwrap();
     reader.join().unwrap();

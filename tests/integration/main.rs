@@ -2,6 +2,7 @@
 
 mod alerts;
 mod check;
+mod cluster;
 mod control;
 mod daemon;
 mod faults;

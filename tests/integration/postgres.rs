@@ -641,6 +641,9 @@ fn max_instances_and_on_overlap_hold_across_connections() {
     let mut late = claim("a", "s", at(t - 3600), 2, Overlap::Skip);
     late.window = Duration::from_secs(5);
     assert_eq!(run(&mut a, &late), Claim::TooLate);
+    // A host whose clock is ahead of the database's claims nothing early.
+    let early = claim("a", "s", at(t + 100 + 30), 2, Overlap::Skip);
+    assert_eq!(run(&mut a, &early), Claim::TooEarly);
 }
 
 fn heartbeat(host: &str, runs: Vec<i64>, oneoffs: Vec<i64>) -> Heartbeat {
@@ -1072,5 +1075,64 @@ fn last_run_hosts_and_pruning_keep_what_claims_need() {
         hosts
             .iter()
             .all(|h| h.alive && h.seen_ago < Duration::from_secs(30))
+    );
+}
+
+#[test]
+fn a_oneoff_whose_host_is_lost_again_and_again_fails_at_its_third_attempt() {
+    let Some(pg) = PgServer::start("a_oneoff_whose_host_is_lost_again") else {
+        return;
+    };
+    let mut a = migrated(&pg);
+    let mut b = connect(&pg.uri());
+    let id = run_blocking(&mut a, &Submit::task("mail"), T)
+        .unwrap()
+        .id
+        .unwrap();
+    let rescue = Rescue {
+        host_id: "b".into(),
+        lease: Duration::from_secs(60),
+        rerun_jobs: vec![],
+        limit: 100,
+    };
+    // Each attempt's host dies (no heartbeat): its lease of a second runs out.
+    let mut kinds = Vec::new();
+    for attempt in 1..=3 {
+        let claimed = eventually(Duration::from_secs(30), || {
+            let claimed =
+                run_blocking(&mut a, &claim_oneoffs("a", Duration::from_secs(1), 1), T).unwrap();
+            claimed.first().map(|oneoff| oneoff.attempt)
+        });
+        assert_eq!(claimed, Some(attempt));
+        let rescued = eventually(Duration::from_secs(30), || {
+            run_blocking(&mut b, &rescue, T).unwrap().into_iter().next()
+        })
+        .unwrap();
+        assert_eq!((rescued.id, rescued.attempt), (id, attempt));
+        kinds.push(rescued.kind);
+    }
+    assert_eq!(
+        kinds,
+        [Rescued::Requeued, Rescued::Requeued, Rescued::Abandoned]
+    );
+    assert_eq!(
+        scalar(
+            &mut b,
+            &format!(
+                "SELECT state || ' ' || (result->>'outcome') FROM jobd.oneoffs WHERE id = {id}"
+            )
+        ),
+        "failed lost"
+    );
+    let reason = scalar(
+        &mut b,
+        &format!("SELECT result->>'reason' FROM jobd.oneoffs WHERE id = {id}"),
+    );
+    assert!(reason.contains("attempt 3 of 3"), "{reason}");
+    // Not claimed again.
+    assert!(
+        run_blocking(&mut a, &claim_oneoffs("a", Duration::from_secs(1), 1), T)
+            .unwrap()
+            .is_empty()
     );
 }

@@ -50,6 +50,47 @@ def encode(
     return encoded
 
 
+def plain(
+    task: str,
+    args: Sequence[object],
+    *,
+    data: Any,
+    env: Mapping[str, str] | None,
+    delay: Delay | None,
+    run_at: datetime.datetime | None,
+    request_id: str,
+) -> dict[str, Any]:
+    """A request checked for its shape alone, for a host without jobd's tasks.json:
+    what only the jobfile can tell (the task, what it accepts) jobd checks when a host
+    claims it."""
+    if not isinstance(task, str) or not task:
+        raise SubmitError(f"a task is named by a string, not {task!r}")
+    problem = ids.problem(request_id)
+    if problem:
+        raise SubmitError(problem)
+    request: dict[str, Any] = {"task": task, "id": request_id}
+    if args:
+        for number, arg in enumerate(args, 1):
+            if not isinstance(arg, str) or "\0" in arg:
+                raise SubmitError(f"argument {number} is not a string without NUL characters")
+        request["args"] = list(args)
+    if env:
+        for name, value in env.items():
+            if not isinstance(name, str) or not isinstance(value, str) or not name or "=" in name:
+                raise SubmitError(f"env {name!r}: names and values are strings")
+        request["env"] = dict(env)
+    if data is not None:
+        try:
+            json.dumps(data, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise SubmitError(f"data is not JSON: {e}") from None
+        request["data"] = data
+    when = _when(delay, run_at)
+    if when:
+        request.update(when)
+    return request
+
+
 def _task(catalog: Catalog, task: object) -> TaskInfo:
     if not isinstance(task, str):
         raise SubmitError(f"a task is named by a string, not {type(task).__name__}")

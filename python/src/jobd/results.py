@@ -13,8 +13,10 @@ from . import ids, times
 from .errors import ResultNotFound, SpoolError
 from .spool import Snapshot, Spool, locate, snapshot
 
-State = Literal["queued", "delayed", "running", "retrying", "done", "failed"]
-_RESULT_STATES = ("running", "retrying", "done", "failed")
+State = Literal["queued", "delayed", "running", "retrying", "done", "failed", "forwarded"]
+# `forwarded`: cluster mode, the request went on to the cluster's table; its row tells
+# the rest (`result(id, connection=...)`).
+_RESULT_STATES = ("running", "retrying", "done", "failed", "forwarded")
 RESULT_SUFFIX = ".result.json"
 # A request file is at most 1 MiB; a result holds a value (1 MiB at most) and the
 # output lines of each attempt besides.
@@ -78,15 +80,27 @@ class Result:
         return self.state in ("done", "failed")
 
 
-def result(id: str, spool_dir: str | os.PathLike[str] | None = None) -> Result:
+def result(
+    id: str,
+    spool_dir: str | os.PathLike[str] | None = None,
+    connection: Any = None,
+) -> Result:
     """The state of the request `id` (what `submit()` returned).
 
     ValueError for an id that is not one (it could name a path: nothing is read);
     ResultNotFound when no request of that id is in the spool.
+
+    With `connection` (cluster mode, a DB-API connection to the cluster's PostgreSQL),
+    from the cluster's table: a job submitted with `submit(..., connection=...)`, or a
+    spool file a host forwarded there.
     """
     problem = ids.problem(id)
     if problem:
         raise ValueError(problem)
+    if connection is not None:
+        from . import database
+
+        return database.result(connection, id)
     spool = locate(spool_dir)
     spool.require_layout()
     name = ids.file_name(id)

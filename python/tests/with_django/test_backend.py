@@ -106,10 +106,12 @@ def test_each_queue_has_its_jobd_task(spool: FakeSpool, tasks_on: Any) -> None:
 @pytest.mark.parametrize(
     ("options", "params", "words"),
     [
-        ({"tsak": "x"}, {}, "has 'tsak': JobdBackend reads task, queues, spool_dir, enqueue_on_commit"),
+        ({"tsak": "x"}, {}, "has 'tsak': JobdBackend reads task, queues, spool_dir, enqueue_on_commit, transport, database"),
         ({"task": "a", "queues": {"default": "a"}}, {}, "has both 'task'"),
         ({"queues": {}}, {}, "maps queue names to jobd task names"),
         ({"queues": {"default": "a"}}, {"QUEUES": ["default", "x"]}, "leave QUEUES out"),
+        ({"transport": "rabbit"}, {}, "use 'spool' or 'database'"),
+        ({"transport": "database", "enqueue_on_commit": True}, {}, "leave enqueue_on_commit out"),
     ],
 )
 def test_bad_options_are_named(settings: Any, options: dict, params: dict, words: str) -> None:
@@ -339,3 +341,38 @@ def test_system_checks(spool: FakeSpool, tasks_on: Any, tmp_path: Any, settings:
     (spool.root / "tasks.json").write_text("{")
     tasks_on()
     assert [m.id for m in tasks.add.get_backend().check()] == ["jobd.W001"]
+
+
+def test_the_database_transport_inserts_on_djangos_connection_and_reads_the_row(
+    spool: FakeSpool, tasks_on: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fakedb import FakeConnection
+
+    from jobd.django.backend import JobdBackend
+
+    tasks_on(transport="database")
+    connection = FakeConnection((9, True))
+    monkeypatch.setattr(JobdBackend, "_connection", lambda self: connection)
+    result = tasks.add.enqueue(2, b=3)
+    assert spool.files("new") == []
+    [(sql, params)] = connection.calls
+    assert "jobd.submit(" in sql
+    assert params[0] == "django_task" and params[-1] == result.id
+    assert json.loads(params[3])["module_path"] == "testsite.tasks.add"
+    data = json.loads(params[3])
+    done = {
+        "state": "done",
+        "outcome": "success",
+        "exit_code": 0,
+        "value": 5,
+        "attempts": [{"attempt": 1, "run_id": "h2-4", "outcome": "success", "value": 5}],
+    }
+    now = 1_900_000_000.0
+    connection.rows = [
+        ("done", "django_task", 1, json.dumps(done), json.dumps(data), now - 3, now - 5,
+         now - 2, now - 1, now)
+    ]
+    found = tasks.add.get_backend().get_result(result.id)
+    assert found.status == compat.TaskResultStatus.SUCCESSFUL
+    assert found.return_value == 5
+    assert found.worker_ids == ["h2-4"]

@@ -84,6 +84,8 @@ pub struct Rescue {
 pub enum Rescued {
     /// A one-off queued again (`name` is its task, `at` its new run_at).
     Requeued,
+    /// A one-off whose host was lost at its last attempt: failed, not run again.
+    Abandoned,
     /// A scheduled run recorded lost: run the job's on_failure hook.
     Lost,
     /// A lost run of an on_host_loss: rerun job, now this host's (attempt + 1).
@@ -128,6 +130,7 @@ impl Operation for Rescue {
             .map(|row| {
                 let kind = match row.str("kind")? {
                     "requeued" => Rescued::Requeued,
+                    "abandoned" => Rescued::Abandoned,
                     "lost" => Rescued::Lost,
                     "rerun" => Rescued::Rerun,
                     "takeover" => Rescued::Takeover,

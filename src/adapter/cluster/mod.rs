@@ -5,6 +5,7 @@
 //! decoding of its rows, so the daemon can send it from its poll loop and decode the
 //! `Event::Done` that comes back, and commands and tests can `run_blocking` it.
 
+pub mod history;
 pub mod leases;
 pub mod oneoff;
 pub mod scheduled;

@@ -60,6 +60,8 @@ pub enum Claim {
     Taken,
     /// Older than the window: nobody runs it now.
     TooLate,
+    /// More than a second ahead of the database's clock: this host's clock is ahead.
+    TooEarly,
 }
 
 impl Operation for ClaimInstant {
@@ -100,6 +102,7 @@ impl Operation for ClaimInstant {
             },
             "taken" => Claim::Taken,
             "too_late" => Claim::TooLate,
+            "too_early" => Claim::TooEarly,
             other => {
                 return Err(DecodeError::new(
                     "action",

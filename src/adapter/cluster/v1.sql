@@ -110,7 +110,10 @@ ALTER TABLE jobd.runs SET (autovacuum_vacuum_scale_factor = 0.02,
 --              its holder (maybe the caller) stops it, and the queued run follows;
 --   skipped    on_overlap skip and no free slot (recorded, outcome 'overlap');
 --   taken      another host has claimed this instant;
---   too_late   the instant is older than now() - p_window: nobody claims it now.
+--   too_late   the instant is older than now() - p_window: nobody claims it now;
+--   too_early  the instant is more than a second ahead of now(): the caller's clock is
+--              ahead of the database's, and it must not run instants early (a host
+--              whose clock is right claims it when it comes).
 -- A newer queued instant supersedes an older queued one (as on one host).
 CREATE FUNCTION jobd.claim_instant(
     p_job text, p_at timestamptz, p_host text, p_lease interval,
@@ -130,6 +133,10 @@ BEGIN
     END IF;
     IF p_at < now() - p_window THEN
         RETURN QUERY SELECT 'too_late', NULL::bigint, NULL::int, NULL::bigint, NULL::text;
+        RETURN;
+    END IF;
+    IF p_at > clock_timestamp() + interval '1 second' THEN
+        RETURN QUERY SELECT 'too_early', NULL::bigint, NULL::int, NULL::bigint, NULL::text;
         RETURN;
     END IF;
     -- The loser of a race waits here for the winner's commit, then finds the row.
@@ -306,6 +313,7 @@ $$;
 -- kind per call; concurrent rescuers skip what another holds). One row per item:
 --   requeued   a one-off whose host vanished mid-run: queued again at once (at least
 --              once; its next claim counts the attempt);
+--   abandoned  the same at its third attempt (or its max_attempts, if more): failed;
 --   lost       a scheduled run whose host vanished mid-run: recorded lost and its slot
 --              freed; the caller runs the job's on_failure hook;
 --   rerun      the same, for a job in p_rerun_jobs (on_host_loss: rerun): handed to
@@ -325,16 +333,31 @@ DECLARE
     v_next record;
     v_requeued bigint;
 BEGIN
+    -- A one-off whose host was lost runs again, up to its third attempt (or its
+    -- max_attempts, if more): one that kills its host must not go round the cluster
+    -- killing every host in turn. Past that it fails, with the reason in its result.
     RETURN QUERY
     WITH expired AS (
-        SELECT o.id, o.host_id FROM jobd.oneoffs o
+        SELECT o.id, o.host_id,
+               o.attempt < greatest(coalesce(o.max_attempts, 1), 3) AS again,
+               greatest(coalesce(o.max_attempts, 1), 3) AS attempts
+          FROM jobd.oneoffs o
          WHERE o.state = 'running' AND o.lease_until < now()
          ORDER BY o.lease_until LIMIT p_limit
            FOR UPDATE SKIP LOCKED)
     UPDATE jobd.oneoffs o
-       SET state = 'queued', run_at = now(), host_id = NULL, lease_until = NULL
+       SET state = CASE WHEN e.again THEN 'queued' ELSE 'failed' END,
+           run_at = CASE WHEN e.again THEN now() ELSE o.run_at END,
+           finished_at = CASE WHEN e.again THEN NULL ELSE now() END,
+           result = CASE WHEN e.again THEN o.result ELSE
+               coalesce(o.result, '{}'::jsonb) || jsonb_build_object(
+                   'state', 'failed', 'outcome', 'lost', 'ended_at', now(),
+                   'reason', format('its host (%s) was lost while attempt %s of %s ran: '
+                                    'not run again', e.host_id, o.attempt, e.attempts)) END,
+           host_id = NULL, lease_until = NULL
       FROM expired e WHERE o.id = e.id
-    RETURNING 'requeued'::text, o.id, o.task, o.run_at, NULL::int, o.attempt, e.host_id;
+    RETURNING CASE WHEN e.again THEN 'requeued' ELSE 'abandoned' END, o.id, o.task,
+              o.run_at, NULL::int, o.attempt, e.host_id;
     GET DIAGNOSTICS v_requeued = ROW_COUNT;
     IF v_requeued > 0 THEN
         PERFORM pg_notify('jobd_oneoff', '');

@@ -58,6 +58,7 @@ pub fn offline_status(config: &Config) -> Status {
         jobs: jobs(config, None, &history, |_| 0, |_| false),
         spool: None,
         runtimes: Vec::new(),
+        cluster: None,
     }
 }
 
@@ -201,6 +202,7 @@ mod tests {
                 signal: None,
                 message: String::new(),
                 output: Vec::new(),
+                host: None,
             });
         }
         let names: Vec<String> = jobs(&config, None, &history, |_| 0, |job| job == "d")

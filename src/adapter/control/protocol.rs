@@ -136,6 +136,36 @@ pub struct Status {
     /// The warm runtimes, with their servers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runtimes: Vec<RuntimeStatus>,
+    /// Cluster mode: this host and the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
+}
+
+/// Cluster mode as this host sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub host_id: String,
+    pub jobfile_hash: String,
+    pub lease_seconds: u64,
+    /// Whether this host claims cluster-wide instants and one-offs now.
+    pub available: bool,
+    /// The hosts as the last heartbeat found them (this one included), by id.
+    pub hosts: Vec<ClusterHost>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterHost {
+    pub host_id: String,
+    pub jobfile_hash: String,
+    /// Its jobfile's hash differs from this host's.
+    pub other_jobfile: bool,
+    /// Its lease, as its heartbeats renew it.
+    pub lease_seconds: u64,
+    /// Its lease still runs.
+    pub alive: bool,
+    pub started_at: String,
+    /// Since its last heartbeat, on the database's clock.
+    pub seen_ago_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

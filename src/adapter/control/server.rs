@@ -602,6 +602,7 @@ mod tests {
             signal: None,
             message: String::new(),
             output: vec!["x".repeat(1 << 20)],
+            host: None,
         };
         let small = encode(Body::History {
             runs: vec![run.clone(); 2],

@@ -98,6 +98,7 @@ impl Spool {
     /// Read the file of `key` again and, if it may run now, make it a running item.
     fn claim(&mut self, key: Key, task: &Task, config: &Config, now: Now) -> Claimed {
         let mut item = self.queue.take(key).expect("a waiting key is held");
+        let claimed_before = item.claimed;
         let dir = if item.claimed {
             self.layout.running.clone()
         } else {
@@ -180,6 +181,7 @@ impl Spool {
             env: found.request.env,
             scheduled_at: item.due,
             attempt: result.attempts.len() as u32 + 1,
+            claimed_before,
         };
         item.stage = Stage::Running(Box::new(Active {
             result,

@@ -27,6 +27,8 @@ pub enum Listed {
     Retrying,
     Done,
     Failed,
+    /// Cluster mode: handed on to the cluster's table.
+    Forwarded,
 }
 
 impl Listed {
@@ -38,6 +40,7 @@ impl Listed {
             Listed::Retrying => "retrying",
             Listed::Done => "done",
             Listed::Failed => "failed",
+            Listed::Forwarded => "forwarded",
         }
     }
 }
@@ -189,6 +192,7 @@ fn of_result(file: &str, result: Option<SpoolResult>, in_running: bool) -> Entry
         State::Running => (Listed::Running, latest.map(|a| a.started_at.clone())),
         State::Retrying => (Listed::Retrying, result.next_attempt_at.clone()),
         State::Done => (Listed::Done, latest.and_then(|a| a.ended_at.clone())),
+        State::Forwarded => (Listed::Forwarded, result.received_at.clone()),
         State::Failed => (
             Listed::Failed,
             latest

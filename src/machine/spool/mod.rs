@@ -26,7 +26,7 @@ mod intake;
 mod queue;
 mod recover;
 mod tasks;
-mod values;
+pub mod values;
 
 #[cfg(test)]
 mod tests;
@@ -135,6 +135,9 @@ pub struct Start {
     pub env: BTreeMap<String, String>,
     pub scheduled_at: DateTime<Utc>,
     pub attempt: u32,
+    /// Claimed before this dispatch: by an earlier jobd (found in `running/` at start)
+    /// or by an earlier attempt.
+    pub claimed_before: bool,
 }
 
 /// The spool's files as the loop sees them.
@@ -309,6 +312,36 @@ impl Spool {
             filing::sweep(&self.layout.done, config.spool.keep_done);
             filing::sweep(&self.layout.failed, config.spool.keep_failed);
         }
+    }
+
+    /// Cluster mode: a claimed file's request went to the cluster's table (`Ok`, with
+    /// what to say about it in the result's `reason`), or could not (`Err`, why). Filed
+    /// to done/ with the state `forwarded`, or to failed/.
+    pub fn forwarded(&mut self, name: &str, outcome: Result<String, String>) {
+        let Some(item) = self
+            .queue
+            .in_running(name)
+            .and_then(|key| self.queue.take(key))
+        else {
+            return;
+        };
+        let Stage::Running(active) = item.stage else {
+            return;
+        };
+        let mut result = active.result;
+        let to = match outcome {
+            Ok(reason) => {
+                result.state = result::State::Forwarded;
+                result.reason = Some(reason);
+                self.layout.done.clone()
+            }
+            Err(reason) => {
+                result.state = result::State::Failed;
+                result.reason = Some(reason);
+                self.layout.failed.clone()
+            }
+        };
+        self.finish_claimed(name, to, result);
     }
 
     /// Start nothing more: jobd is shutting down. Files waiting stay where they are.

@@ -23,6 +23,8 @@ pub enum State {
     Done,
     /// The last attempt failed with no retry left, or the file was refused.
     Failed,
+    /// Cluster mode: the request went on to the cluster's table, where any host runs it.
+    Forwarded,
 }
 
 impl State {
@@ -32,6 +34,7 @@ impl State {
             State::Retrying => "retrying",
             State::Done => "done",
             State::Failed => "failed",
+            State::Forwarded => "forwarded",
         }
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Uid};
 
-use super::result::Value;
+pub use super::result::Value;
 
 /// The largest value jobd reads back.
 pub const MAX_VALUE_BYTES: u64 = 1 << 20;
@@ -36,7 +36,7 @@ pub(super) fn create(dir: &Path, run_id: &str, owner: Option<(Uid, Gid)>) -> io:
 
 /// What the child left in its value file, which is removed. An empty file is no
 /// value; anything but one JSON value, or too much, is said in `error`.
-pub(super) fn take(path: &Path) -> Value {
+pub fn take(path: &Path) -> Value {
     let read = read(path);
     let _ = fs::remove_file(path);
     match read {

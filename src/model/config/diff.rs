@@ -1,6 +1,6 @@
 //! What a reload changes: the difference between two validated jobfiles, in words.
 
-use super::{Config, Job, RunSpec, Runtime, Task};
+use super::{Cluster, Config, Job, RunSpec, Runtime, Task};
 
 /// Jobs and tasks added, removed and changed (`job a (schedule ... -> ...)`), and
 /// changed settings (`setting spool.workers`).
@@ -127,6 +127,11 @@ fn setting_changes(old: &Config, new: &Config) -> Vec<String> {
             "",
         ),
         (
+            "cluster",
+            !same_cluster(old.cluster.as_ref(), new.cluster.as_ref()),
+            at_restart,
+        ),
+        (
             "spool retention",
             a.keep_done != b.keep_done || a.keep_failed != b.keep_failed,
             "",
@@ -136,6 +141,28 @@ fn setting_changes(old: &Config, new: &Config) -> Vec<String> {
     .filter(|(_, changed, _)| *changed)
     .map(|(name, _, note)| format!("setting {name}{note}"))
     .collect()
+}
+
+/// Whether two `cluster:` sections agree on all a running jobd cannot change: the
+/// jobfile's hash follows every reload.
+fn same_cluster(a: Option<&Cluster>, b: Option<&Cluster>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            let Cluster {
+                database_url,
+                listen_url,
+                host_id,
+                lease,
+                jobfile_hash: _,
+            } = a;
+            *database_url == b.database_url
+                && *listen_url == b.listen_url
+                && *host_id == b.host_id
+                && *lease == b.lease
+        }
+        _ => false,
+    }
 }
 
 /// Whether two versions of a job are the same but for where the jobfile has them and
@@ -155,6 +182,8 @@ fn same_job(a: &Job, b: &Job) -> bool {
         catch_up,
         on_failure,
         alert_after,
+        placement,
+        on_host_loss,
         pos: _,
     } = a;
     *name == b.name
@@ -167,6 +196,8 @@ fn same_job(a: &Job, b: &Job) -> bool {
         && *catch_up == b.catch_up
         && *on_failure == b.on_failure
         && *alert_after == b.alert_after
+        && *placement == b.placement
+        && *on_host_loss == b.on_host_loss
 }
 
 fn same_task(a: &Task, b: &Task) -> bool {
@@ -208,6 +239,8 @@ fn job_changes(before: &Job, after: &Job) -> String {
         ("catch_up", before.catch_up != after.catch_up),
         ("on_failure", before.on_failure != after.on_failure),
         ("alert_after", before.alert_after != after.alert_after),
+        ("cluster", before.placement != after.placement),
+        ("on_host_loss", before.on_host_loss != after.on_host_loss),
     ];
     changes.extend(
         settings

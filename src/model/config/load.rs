@@ -13,8 +13,8 @@ use super::places::Places;
 use super::{
     CatchUp, Command, Config, DEFAULT_HOOK_REPEAT_AFTER, DEFAULT_HOOK_TIMEOUT, DEFAULT_KEEP_DONE,
     DEFAULT_KEEP_FAILED, DEFAULT_KEEP_FAILED_FOR, DEFAULT_KILL_GRACE, DEFAULT_MAX_QUEUED,
-    DEFAULT_RETRY_DELAY, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WORKERS, Hook, Host, Job, OnOverlap,
-    RemovedJobs, Retention, RunSpec, Runtime, Spool, Task,
+    DEFAULT_RETRY_DELAY, DEFAULT_SHUTDOWN_GRACE, DEFAULT_WORKERS, Hook, Host, Job, OnHostLoss,
+    OnOverlap, Placement, RemovedJobs, Retention, RunSpec, Runtime, Spool, Task,
 };
 use crate::leaf::suggest;
 use crate::leaf::yaml::{self, Node, Value};
@@ -34,6 +34,7 @@ const TOP_KEYS: &[&str] = &[
     "removed_jobs",
     "metrics_file",
     "runtimes",
+    "cluster",
 ];
 /// What `defaults:`, jobs and tasks share: how to start a process, and what to do
 /// when it fails.
@@ -65,6 +66,8 @@ const JOB_KEYS: &[&str] = &[
     "on_failure",
     "alert_after",
     "runtime",
+    "cluster",
+    "on_host_loss",
 ];
 const TASK_KEYS: &[&str] = &[
     "command",
@@ -81,6 +84,7 @@ const TASK_KEYS: &[&str] = &[
     "runtime",
     "accept",
 ];
+pub(super) const CLUSTER_KEYS: &[&str] = &["database_url", "listen_url", "host_id", "lease"];
 const RUNTIME_KEYS: &[&str] = &[
     "command", "workdir", "env", "preload", "user", "group", "max_runs", "max_rss",
 ];
@@ -255,6 +259,10 @@ impl Checker {
             None => Vec::new(),
         };
 
+        let cluster = top
+            .get("cluster")
+            .map(|node| self.cluster(node, root, host));
+
         let job_entries = match top.get("jobs") {
             Some(node) => self.named_entries(node, "jobs"),
             None => Vec::new(),
@@ -318,6 +326,7 @@ impl Checker {
             removed_jobs,
             metrics_file,
             runtimes,
+            cluster: cluster.map_or(Some(None), |c| c.map(Some))?,
         })
     }
 
@@ -485,6 +494,14 @@ impl Checker {
             Some(after)
         });
         let on_failure = hook(defaults, &parts);
+        let placement = fields
+            .get("cluster")
+            .and_then(|n| self.placement(n, &format!("{path}.cluster")))
+            .unwrap_or(Placement::Shared);
+        let on_host_loss = fields
+            .get("on_host_loss")
+            .and_then(|n| self.on_host_loss(n, &format!("{path}.on_host_loss")))
+            .unwrap_or(OnHostLoss::Lost);
         Some(Job {
             name: name.to_string(),
             schedule: schedule?,
@@ -496,6 +513,8 @@ impl Checker {
             environments,
             enabled,
             catch_up,
+            placement,
+            on_host_loss,
             pos: key.pos,
         })
     }

@@ -2,6 +2,7 @@
 
 pub mod accept;
 pub(crate) mod checker;
+mod cluster;
 mod diff;
 mod error;
 mod load;
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use cluster::{Cluster, DEFAULT_LEASE, HOST_ID_VARIABLE, OnHostLoss, Placement, valid_host_id};
 pub use diff::{Diff, diff};
 pub use error::{ConfigError, Problem, ProblemKind};
 pub(crate) use load::valid_name;
@@ -32,6 +34,10 @@ pub struct Host {
     pub runtime_directory: Option<PathBuf>,
     /// The system's IANA zone name, if it can be found.
     pub local_zone: Option<String>,
+    /// `$JOBD_HOST_ID`: the host's name in a cluster, when the jobfile gives none.
+    pub host_id_variable: Option<String>,
+    /// The host name, the cluster's last resort for a host id.
+    pub hostname: Option<String>,
 }
 
 impl Host {
@@ -45,6 +51,12 @@ impl Host {
             state_directory: first_dir("STATE_DIRECTORY"),
             runtime_directory: first_dir("RUNTIME_DIRECTORY"),
             local_zone: local_zone_name(),
+            host_id_variable: std::env::var(cluster::HOST_ID_VARIABLE)
+                .ok()
+                .filter(|id| !id.is_empty()),
+            hostname: nix::unistd::gethostname()
+                .ok()
+                .and_then(|name| name.into_string().ok()),
         }
     }
 }
@@ -91,6 +103,8 @@ pub struct Config {
     pub metrics_file: Option<PathBuf>,
     /// In the order the jobfile lists them.
     pub runtimes: Vec<Runtime>,
+    /// Cluster mode, when the jobfile has `cluster:`.
+    pub cluster: Option<Cluster>,
     /// Where each job is in `jobs`: a jobfile may hold thousands, looked up by name at
     /// every instant and on every reload.
     job_index: std::collections::HashMap<String, usize>,
@@ -132,6 +146,9 @@ pub struct Job {
     /// Alert (run `on_failure` with outcome `overdue`) when the job has not succeeded
     /// for this long.
     pub alert_after: Option<Duration>,
+    /// In cluster mode: one host per instant, or every host.
+    pub placement: Placement,
+    pub on_host_loss: OnHostLoss,
     /// Where the job is defined, for messages.
     pub pos: Pos,
 }

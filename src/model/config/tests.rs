@@ -168,7 +168,7 @@ fn systemd_directories_are_the_defaults_under_systemd() {
     let host = Host {
         state_directory: Some("/var/lib/jobd".into()),
         runtime_directory: Some("/run/jobd".into()),
-        local_zone: None,
+        ..Host::default()
     };
     let config = parse(MINIMAL, Path::new(FILE), None, &host).unwrap();
     assert_eq!(config.state_dir, PathBuf::from("/var/lib/jobd"));

@@ -20,7 +20,8 @@ from ..spool import locate
 from . import compat, mapping, tasks
 from .payload import Payload, json_problem
 
-_OPTIONS = ("task", "queues", "spool_dir", "enqueue_on_commit")
+_OPTIONS = ("task", "queues", "spool_dir", "enqueue_on_commit", "transport", "database")
+_TRANSPORTS = ("spool", "database")
 DEFAULT_JOBD_TASK = "django_task"
 
 
@@ -36,6 +37,13 @@ class JobdBackend(compat.BaseTaskBackend):
       enqueue_on_commit  hand off when the current transaction commits, and not at all
                          if it rolls back: the task must not run before the rows it
                          reads are committed, nor for a request that was undone
+      transport          "spool" (the default: a file in the spool) or "database"
+                         (cluster mode: a row of jobd's table, inserted on Django's
+                         connection in the current transaction, so that the job exists
+                         if and only if the transaction commits; `get_result` reads the
+                         row)
+      database           with "database": the alias of the connection to use
+                         (default "default"), the cluster's PostgreSQL
     """
 
     supports_defer = True
@@ -73,6 +81,18 @@ class JobdBackend(compat.BaseTaskBackend):
         self.default_jobd_task: str = self.options.get("task", DEFAULT_JOBD_TASK)
         self.spool_dir = self.options.get("spool_dir")
         self.enqueue_on_commit = bool(self.options.get("enqueue_on_commit", False))
+        self.transport: str = self.options.get("transport", "spool")
+        if self.transport not in _TRANSPORTS:
+            raise ImproperlyConfigured(
+                f"{where}['transport'] is {self.transport!r}: use 'spool' or 'database'"
+            )
+        if self.transport == "database" and self.enqueue_on_commit:
+            raise ImproperlyConfigured(
+                f"{where} has 'enqueue_on_commit' with 'transport': 'database': the row "
+                "is part of the transaction already, and exists only if it commits; "
+                "leave enqueue_on_commit out"
+            )
+        self.database: str = self.options.get("database", "default")
 
     def jobd_task(self, queue_name: str) -> str:
         """The jobd task that runs this queue's Tasks."""
@@ -100,7 +120,9 @@ class JobdBackend(compat.BaseTaskBackend):
             "id": ids.new_id(),
             "spool_dir": self.spool_dir,
         }
-        if self.enqueue_on_commit:
+        if self.transport == "database":
+            request_id = submission.submit(jobd_task, connection=self._connection(), **request)
+        elif self.enqueue_on_commit:
             # Checked now, where the caller can still act on a refusal; handed off once
             # the rows the task needs are there for it to read.
             request_id = submission.check(jobd_task, **request)
@@ -134,9 +156,20 @@ class JobdBackend(compat.BaseTaskBackend):
         object.__setattr__(result, "enqueued_at", timezone.now())
         compat.task_enqueued.send(type(self), task_result=result)
 
+    def _connection(self) -> Any:
+        from django.db import connections
+
+        return connections[self.database]
+
     def get_result(self, result_id: str) -> Any:
         try:
-            found = read_result(result_id, spool_dir=self.spool_dir)
+            if self.transport == "database":
+                found = read_result(result_id, connection=self._connection())
+            else:
+                found = read_result(result_id, spool_dir=self.spool_dir)
+                if found.state == "forwarded":
+                    # A cluster host sent the file on to its table: the row says the rest.
+                    found = read_result(result_id, connection=self._connection())
         except ValueError as e:
             raise compat.TaskResultDoesNotExist(f"{result_id!r}: {e}") from e
         except ResultNotFound as e:
@@ -161,6 +194,8 @@ class JobdBackend(compat.BaseTaskBackend):
         except SpoolMissing:
             return []  # jobd has not run on this machine (a developer's, CI's)
         except JobdError as e:
+            if self.transport == "database":
+                return []  # a web host of a cluster need not have a spool
             return [checks.Warning(str(e), obj=where, id="jobd.W001")]
         found = []
         for name in sorted(set(self.jobd_tasks.values()) or {self.default_jobd_task}):

@@ -15,6 +15,9 @@ _STATUS = {
     "running": "RUNNING",
     "done": "SUCCESSFUL",
     "failed": "FAILED",
+    # Sent on to the cluster's table and not looked up there: it waits, as far as is
+    # known here.
+    "forwarded": "READY",
 }
 
 _OUTCOMES = {
