@@ -105,17 +105,9 @@ impl<S: Spawner> Daemon<S> {
         missed: u64,
         now: Now,
     ) -> Fate {
-        if missed > 0 {
-            warn!(
-                "{}: woke late, {missed} earlier instant{} missed; running the one at {}",
-                job.name,
-                plural(missed),
-                timestamp::short(instant)
-            );
-            self.metrics.skipped(&job.name, Skip::Missed, missed);
-        }
         if self.shared(job) {
             self.fire_shared(job, instant, None, now);
+            self.missed(job, instant, missed);
             return Fate {
                 decision: Decision::Start,
                 started: None,
@@ -157,7 +149,21 @@ impl<S: Spawner> Daemon<S> {
                 }
             }
         }
+        self.missed(job, instant, missed);
         Fate { decision, started }
+    }
+
+    /// Told after the decision and the spawn, which a late wake-up must not delay more.
+    fn missed(&mut self, job: &Job, instant: DateTime<Utc>, missed: u64) {
+        if missed > 0 {
+            warn!(
+                "{}: woke late, {missed} earlier instant{} missed; running the one at {}",
+                job.name,
+                plural(missed),
+                timestamp::short(instant)
+            );
+            self.metrics.skipped(&job.name, Skip::Missed, missed);
+        }
     }
 
     /// Start one run of a scheduled job.
