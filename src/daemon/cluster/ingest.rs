@@ -43,17 +43,19 @@ impl<S: Spawner> Daemon<S> {
         };
         let host = side.machine.host_id().to_string();
         let fresh = side.fresh.remove(file);
+        // The name is the writer's: shown escaped, in the log and in the reason alike.
+        let shown = file.escape_debug().to_string();
         let outcome = outcome.and_then(|submitted| match submitted.id {
             Some(id) if fresh && !submitted.created => Err(format!(
-                "a file named {file} was forwarded from host {host} within the last 7 days \
-                 (one-off {id} in jobd.oneoffs, origin {host}/{file}), and a name is the \
+                "a file named {shown} was forwarded from host {host} within the last 7 days \
+                 (one-off {id} in jobd.oneoffs, origin {host}/{shown}), and a name is the \
                  request's identity in the cluster: give each file a unique name (jobctl \
                  submit and the Python package do)"
             )),
             _ => Ok(submitted),
         });
         if let Err(why) = &outcome {
-            log::warn!("spool: {} not forwarded: {why}", file.escape_debug());
+            log::warn!("spool: {shown} not forwarded: {why}");
         }
         let outcome = outcome.map(|submitted| {
             let id = submitted
