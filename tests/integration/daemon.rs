@@ -276,9 +276,10 @@ jobs:
 "#,
     );
     let mut jobd = dir.start(&[]);
-    assert!(eventually(Duration::from_secs(20), || !dir
-        .lines("grandchild.pid")
-        .is_empty()));
+    // The grandchild's pid is written first: wait for both.
+    assert!(eventually(Duration::from_secs(20), || {
+        !dir.lines("grandchild.pid").is_empty() && !dir.lines("child.pid").is_empty()
+    }));
     let child: i32 = dir.lines("child.pid")[0].parse().unwrap();
     let grandchild: i32 = dir.lines("grandchild.pid")[0].parse().unwrap();
     assert!(
