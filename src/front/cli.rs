@@ -187,7 +187,7 @@ pub enum JobctlCommand {
     /// time), a stopped one when it starts. In cluster mode the request goes into the
     /// cluster's table instead (any live host runs it), unless --spool.
     Submit(SubmitArgs),
-    /// List the spool's files by state (queued, delayed, running, retrying, done, failed) with their reasons
+    /// List the spool's files by state (queued, delayed, running, retrying, done, failed; forwarded in cluster mode) with their reasons
     ///
     /// Reads the spool's folders, so it works the same whether or not jobd is running.
     /// With NAME, shows that file (a file name or an id) with its attempts.
