@@ -25,6 +25,7 @@
 //! reads CLOCK_REALTIME first thing, appends `<JOBD_SPOOL_NAME> <ns>` to the file that
 //! variable names, and exits.
 
+mod common;
 // The tests' throwaway server, shared rather than copied; the tests use the parts this
 // benchmark does not.
 #[allow(dead_code)]
@@ -51,7 +52,7 @@ const LEASE: Duration = Duration::from_secs(30);
 
 fn main() {
     // Before anything else: everything from the submit to this read is the latency.
-    let woke = realtime_ns();
+    let woke = common::realtime_ns();
     if let Some(results) = std::env::var_os(CHILD_VAR) {
         child(woke, &results);
     }
@@ -91,7 +92,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(200));
         println!(
             "\nsynchronous_commit {sync}; load average before: {}",
-            load_average()
+            common::load_average()
         );
         println!(
             "{:<52} {:>6} {:>9} {:>9} {:>9}",
@@ -103,7 +104,7 @@ fn main() {
         submit_to_claim(&uri, 3, wakes);
         throughput(&uri, &mut setup, pass, oneoffs);
         leases(&uri);
-        println!("load average after: {}", load_average());
+        println!("load average after: {}", common::load_average());
     }
     setup
         .exec_blocking(&Query::new("ALTER SYSTEM RESET synchronous_commit"), T)
@@ -135,12 +136,6 @@ fn setting(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 fn lib() -> &'static Libpq {
@@ -496,26 +491,9 @@ const JOBD: &str = env!("CARGO_BIN_EXE_jobd");
 /// Makes this binary the job's process; its value is the results file.
 const CHILD_VAR: &str = "CLUSTER_BENCH_CHILD";
 
-fn realtime_ns() -> i64 {
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME)
-        .expect("CLOCK_REALTIME is always readable");
-    now.tv_sec() * 1_000_000_000 + now.tv_nsec()
-}
-
 fn child(woke: i64, results: &std::ffi::OsStr) -> ! {
-    use std::io::Write;
     let name = std::env::var("JOBD_SPOOL_NAME").unwrap_or_else(|_| "?".to_string());
-    let line = format!("{name} {woke}\n");
-    let written = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(results)
-        .and_then(|mut file| file.write(line.as_bytes()));
-    std::process::exit(if written.is_ok_and(|n| n == line.len()) {
-        0
-    } else {
-        1
-    })
+    common::append_and_exit(results, &format!("{name} {woke}\n"))
 }
 
 /// A jobd in a folder of its own, stopped (SIGTERM, then waited for) when dropped.
@@ -582,7 +560,7 @@ fn cluster_jobfile(uri: &str, tasks: &str) -> String {
 fn with_jobd(uri: &str, setup: &mut Session, starts: usize, jobs: usize) {
     println!(
         "\nwith jobd processes (synchronous_commit on); load average before: {}",
-        load_average()
+        common::load_average()
     );
     println!(
         "{:<52} {:>6} {:>9} {:>9} {:>9}",
@@ -608,7 +586,7 @@ fn with_jobd(uri: &str, setup: &mut Session, starts: usize, jobs: usize) {
         let mut submitter = connect(uri);
         let mut samples = Vec::new();
         for _ in 0..starts {
-            let sent = realtime_ns();
+            let sent = common::realtime_ns();
             let id = run(&mut submitter, &Submit::task("probe"))
                 .id
                 .expect("an id");
@@ -724,5 +702,5 @@ fn with_jobd(uri: &str, setup: &mut Session, starts: usize, jobs: usize) {
         elapsed.as_secs_f64(),
         jobs as f64 / elapsed.as_secs_f64()
     );
-    println!("load average after: {}", load_average());
+    println!("load average after: {}", common::load_average());
 }

@@ -14,7 +14,6 @@ use std::collections::HashSet;
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write as _;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -26,7 +25,7 @@ use nix::libc;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::time::TimeSpec;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::time::{ClockId, ClockNanosleepFlags, clock_gettime, clock_nanosleep};
+use nix::time::{ClockId, ClockNanosleepFlags, clock_nanosleep};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 
@@ -48,16 +47,11 @@ const IDLE_WINDOW: Duration = Duration::from_secs(10);
 
 fn main() {
     // Before anything else: everything from here to the write is not lateness.
-    let woke = realtime_ns();
+    let woke = common::realtime_ns();
     if let Some(results) = std::env::var_os(CHILD_VAR) {
         child(woke, &results);
     }
     bench();
-}
-
-fn realtime_ns() -> i64 {
-    let now = clock_gettime(ClockId::CLOCK_REALTIME).expect("CLOCK_REALTIME is always readable");
-    now.tv_sec() * SECOND + now.tv_nsec()
 }
 
 /// The job's process. One `write` with O_APPEND, so that lines from overlapping children
@@ -70,16 +64,7 @@ fn child(woke: i64, results: &OsStr) -> ! {
         Some(due) => format!("{due} {}\n", woke - due),
         None => "unparsable\n".to_string(),
     };
-    let written = fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(results)
-        .and_then(|mut file| file.write(line.as_bytes()));
-    std::process::exit(if written.is_ok_and(|n| n == line.len()) {
-        0
-    } else {
-        1
-    })
+    common::append_and_exit(results, &line)
 }
 
 fn parse_instant(rfc3339: &str) -> Option<i64> {
@@ -135,7 +120,7 @@ struct Window {
 
 impl Window {
     fn next(cadence: Cadence, secs: u64) -> Window {
-        let earliest = realtime_ns() + LEAD_IN;
+        let earliest = common::realtime_ns() + LEAD_IN;
         let period = cadence.period_ns();
         Window {
             start: earliest.div_euclid(SECOND) * SECOND + SECOND,
@@ -308,7 +293,7 @@ fn reference(me: &Path, results: &Path, job: &str, window: Window, wakes: &mut V
             .collect();
         sleep_until(due);
         // A vDSO read of tens of nanoseconds: small against the spawn it delays.
-        wakes.push(realtime_ns() - due);
+        wakes.push(common::realtime_ns() - due);
         // SAFETY: the child calls only execve and _exit, both async-signal-safe, so it
         // never touches a lock another thread of the bench might have held at the fork.
         // `argv` and `envp` are NUL-terminated arrays of pointers to NUL-terminated

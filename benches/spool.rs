@@ -43,7 +43,6 @@ use nix::libc;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::time::{ClockId, clock_gettime};
 use nix::unistd::{ForkResult, Pid, fork};
 use tempfile::TempDir;
 
@@ -68,7 +67,7 @@ const NOOP_REQUEST: &[u8] = b"{\"task\": \"noop\"}\n";
 
 fn main() {
     // Before anything else: everything from the rename to this read is the latency.
-    let woke = realtime_ns();
+    let woke = common::realtime_ns();
     if let Some(results) = std::env::var_os(CHILD_VAR) {
         child(woke, &results);
     }
@@ -84,11 +83,6 @@ fn main() {
     bench();
 }
 
-fn realtime_ns() -> i64 {
-    let now = clock_gettime(ClockId::CLOCK_REALTIME).expect("CLOCK_REALTIME is always readable");
-    now.tv_sec() * SECOND + now.tv_nsec()
-}
-
 /// The job's process. One `write` with O_APPEND, so that lines of children running at
 /// once never interleave.
 fn child(woke: i64, results: &OsStr) -> ! {
@@ -97,16 +91,7 @@ fn child(woke: i64, results: &OsStr) -> ! {
         .or_else(|_| std::env::var("JOBD_SPOOL_FILE"))
         .unwrap_or_else(|_| "?".to_string());
     let line = format!("{name} {woke}\n");
-    let written = fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(results)
-        .and_then(|mut file| file.write(line.as_bytes()));
-    std::process::exit(if written.is_ok_and(|n| n == line.len()) {
-        0
-    } else {
-        1
-    })
+    common::append_and_exit(results, &line)
 }
 
 /// A program and its arguments and environment, turned into the C arrays `execve` takes
@@ -474,7 +459,7 @@ fn submit_paced(spool: &Path, count: usize, gap: Duration, results: &Path) -> La
         };
         let staged = spool.join("tmp").join(&name);
         fs::write(&staged, REQUEST).expect("cannot write a spool file");
-        let at = realtime_ns();
+        let at = common::realtime_ns();
         fs::rename(&staged, spool.join("new").join(&name)).expect("cannot rename into new/");
         if i >= WARM_UP {
             sent.insert(name, at);
@@ -675,7 +660,7 @@ fn throughput_jobd(build: &Build, jobs: usize) -> ThroughputRun {
     let failed_dir = spool.join("failed");
     let mut notes = Vec::new();
     let cpu = Cpu::now();
-    let spawned_at = realtime_ns();
+    let spawned_at = common::realtime_ns();
     let begun = Instant::now();
     let mut jobd = start_jobd(build, dir.path(), &[]);
     let deadline = begun + Duration::from_secs(60).max(Duration::from_millis(100) * jobs as u32);
@@ -983,11 +968,11 @@ fn flood(build: &Build, round: usize, files: usize, watch: Duration) {
         )
         .expect("cannot write a spool file");
     }
-    let quiet_from = realtime_ns();
+    let quiet_from = common::realtime_ns();
     let cpu = Cpu::now();
     thread::sleep(watch);
     let quiet_busy = cpu.busy_since();
-    let flood_from = realtime_ns();
+    let flood_from = common::realtime_ns();
     let cpu = Cpu::now();
     let begun = Instant::now();
     for i in 0..files {
@@ -1007,7 +992,7 @@ fn flood(build: &Build, round: usize, files: usize, watch: Duration) {
         thread::sleep(Duration::from_millis(200));
     }
     let flood_busy = cpu.busy_since();
-    let flood_to = realtime_ns();
+    let flood_to = common::realtime_ns();
     let now_held = held(build, &jobfile);
     if jobd.stop().is_none_or(|status| !status.success()) {
         println!("         jobd did not stop cleanly");

@@ -73,6 +73,30 @@ pub fn ratio(current: f64, baseline: f64) -> String {
     }
 }
 
+/// CLOCK_REALTIME in nanoseconds: what a job's process reads first thing, to compare with
+/// a time another process took.
+pub fn realtime_ns() -> i64 {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME)
+        .expect("CLOCK_REALTIME is always readable");
+    now.tv_sec() * 1_000_000_000 + now.tv_nsec()
+}
+
+/// A probe job's end: `line` appended to `results` in one `write` with O_APPEND, so that
+/// lines of children running at once never interleave; exit 0 when all of it was written.
+pub fn append_and_exit(results: &OsStr, line: &str) -> ! {
+    use std::io::Write;
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(results)
+        .and_then(|mut file| file.write(line.as_bytes()));
+    std::process::exit(if written.is_ok_and(|n| n == line.len()) {
+        0
+    } else {
+        1
+    })
+}
+
 /// The load averages, for the record of the noise a run saw.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
